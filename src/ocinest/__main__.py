@@ -1,0 +1,3 @@
+from ocinest.cli.main import main
+
+main()

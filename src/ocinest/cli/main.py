@@ -1,0 +1,66 @@
+"""`ocinest`: the command line. Thin: it parses, then calls registry/ and client/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ocinest import __version__
+from ocinest.registry.config import ConfigError, load_config
+from ocinest.registry.server import configure_logging, serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ocinest")
+def main() -> None:
+    """ocinest: an OCI registry and client for nested-artifact indexes."""
+
+
+@main.command("serve")
+@click.option("--addr", help="HOST:PORT to listen on [env OCINEST_ADDR; default 127.0.0.1:5000].")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="Data folder [env OCINEST_DATA; default ./ocinest-data].",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="YAML configuration file [env OCINEST_CONFIG].",
+)
+@click.option(
+    "--workers", type=int, help="Processes sharing the port [env OCINEST_WORKERS; default 1]."
+)
+@click.option(
+    "--access-log/--no-access-log", default=None, help="JSON access log on stderr [default on]."
+)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
+def serve_command(
+    addr: str | None,
+    data: Path | None,
+    config_file: Path | None,
+    workers: int | None,
+    access_log: bool | None,
+    log_level: str | None,
+) -> None:
+    """Run the registry."""
+    try:
+        config = load_config(
+            config_file,
+            addr=addr,
+            data=data,
+            workers=workers,
+            access_log=access_log,
+            log_level=log_level,
+        )
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    configure_logging(config.log_level)
+    try:
+        serve(config)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot serve on {config.addr}: {exc.strerror or exc}"
+        ) from None

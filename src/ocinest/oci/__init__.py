@@ -1,0 +1,1 @@
+"""The pure OCI model: digests, names, media types, descriptors, manifests, errors. No I/O."""

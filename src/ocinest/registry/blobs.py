@@ -1,0 +1,216 @@
+"""Blob routes: GET/HEAD/DELETE of blobs, and every form of upload (monolithic, POST+PUT,
+chunked PATCH, status, cancel, cross-repository mount)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from ocinest.oci.digest import Digest
+from ocinest.oci.errors import ErrorCode, OCIError
+from ocinest.oci.names import validate_name
+from ocinest.registry.state import Registry, registry
+from ocinest.storage.blobs import UploadOffsetMismatch
+from ocinest.storage.meta import Upload
+
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_CONTENT_RANGE = re.compile(r"^(?:bytes[= ])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+# Repositories looked at for a mount without `from`.
+AUTO_MOUNT_CANDIDATES = 16
+
+
+def _blob_location(name: str, digest: Digest) -> str:
+    return f"/v2/{name}/blobs/{digest}"
+
+
+def _upload_location(name: str, upload_id: str) -> str:
+    return f"/v2/{name}/blobs/uploads/{upload_id}"
+
+
+def _range(size: int) -> str:
+    return f"0-{max(size - 1, 0)}"
+
+
+def _upload_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
+    return {
+        "Location": _upload_location(name, upload_id),
+        "Range": _range(size),
+        "Docker-Upload-UUID": upload_id,
+    }
+
+
+def _created(name: str, digest: Digest) -> web.Response:
+    return web.Response(
+        status=201,
+        headers={"Location": _blob_location(name, digest), "Docker-Content-Digest": str(digest)},
+    )
+
+
+async def _body(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body as it arrives; a broken transfer becomes an OCI error."""
+    try:
+        async for chunk in request.content.iter_any():
+            yield chunk
+    except (aiohttp.ClientPayloadError, HttpProcessingError, asyncio.IncompleteReadError) as exc:
+        raise OCIError(ErrorCode.BLOB_UPLOAD_INVALID, f"request body broken off: {exc}") from None
+
+
+# Blobs
+
+
+async def get_blob(request: web.Request, name: str, digest: str) -> web.StreamResponse:
+    reg = registry(request)
+    d = Digest.parse(digest)
+    size = await reg.meta.blob_size(name, d)
+    if size is None:
+        raise OCIError(ErrorCode.BLOB_UNKNOWN, f"blob {d} is not in {name}")
+    headers = {"Docker-Content-Digest": str(d), "Content-Type": "application/octet-stream"}
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(size)
+        headers["Accept-Ranges"] = "bytes"
+        return web.Response(status=200, headers=headers)
+    path = reg.blobs.local_path(d)
+    if path is None:
+        raise OCIError(ErrorCode.UNSUPPORTED, "this blob store cannot serve blobs", status=501)
+    return web.FileResponse(path, headers=headers)
+
+
+async def delete_blob(request: web.Request, name: str, digest: str) -> web.Response:
+    await registry(request).meta.unlink_blob(name, Digest.parse(digest))
+    return web.Response(status=202)
+
+
+# Uploads
+
+
+async def start_upload(request: web.Request, name: str) -> web.Response:
+    reg = registry(request)
+    query = request.query
+    if "mount" in query:
+        mounted = await _mount(reg, name, Digest.parse(query["mount"]), query.get("from"))
+        if mounted is not None:
+            return _created(name, mounted)
+    elif "digest" in query:
+        return await _monolithic(request, reg, name, Digest.parse(query["digest"]))
+    upload_id = str(uuid.uuid4())
+    await reg.blobs.start_upload(upload_id)
+    await reg.meta.create_upload(Upload(upload_id, name, time.time()))
+    return web.Response(status=202, headers=_upload_headers(name, upload_id, 0))
+
+
+async def _mount(reg: Registry, name: str, digest: Digest, source: str | None) -> Digest | None:
+    """Link `digest` into `name` from `source` (or, without one, from any repository that
+    has it); None when it cannot be mounted and a normal upload must follow."""
+    if source is not None:
+        candidates = [validate_name(source)]
+    elif reg.config.auto_mount:
+        candidates = await reg.meta.repositories_with_blob(digest, AUTO_MOUNT_CANDIDATES)
+    else:
+        return None
+    for candidate in candidates:
+        size = await reg.meta.blob_size(candidate, digest)
+        if size is not None and await reg.blobs.stat(digest) == size:
+            await reg.meta.link_blob(name, digest, size)
+            return digest
+    return None
+
+
+async def _monolithic(
+    request: web.Request, reg: Registry, name: str, digest: Digest
+) -> web.Response:
+    upload_id = str(uuid.uuid4())
+    await reg.blobs.start_upload(upload_id)
+    try:
+        await reg.blobs.append(upload_id, 0, _body(request))
+        size = await reg.blobs.commit(upload_id, digest)
+    except BaseException:
+        await reg.blobs.abort(upload_id)
+        raise
+    await reg.meta.link_blob(name, digest, size)
+    return _created(name, digest)
+
+
+async def _session(reg: Registry, name: str, upload_id: str) -> int:
+    """The size of the upload session `upload_id` of repository `name`."""
+    unknown = OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"no upload {upload_id} in {name}")
+    if not _UPLOAD_ID.match(upload_id):
+        raise unknown
+    upload = await reg.meta.get_upload(upload_id)
+    if upload is None or upload.repository != name:
+        raise unknown
+    size = await reg.blobs.upload_size(upload_id)
+    if size is None:
+        raise unknown
+    return size
+
+
+async def _append(request: web.Request, reg: Registry, name: str, upload_id: str, size: int) -> int:
+    """Append the request body to the upload, at the start its Content-Range gives."""
+    offset = size
+    header = request.headers.get("Content-Range")
+    if header is not None:
+        m = _CONTENT_RANGE.match(header.strip())
+        if m is None or int(m.group(2)) < int(m.group(1)):
+            raise OCIError(
+                ErrorCode.RANGE_INVALID,
+                f"malformed Content-Range {header[:100]!r}; expected <start>-<end>",
+                headers=_upload_headers(name, upload_id, size),
+            )
+        offset = int(m.group(1))
+        length = int(m.group(2)) - offset + 1
+        if request.content_length is not None and request.content_length != length:
+            raise OCIError(
+                ErrorCode.RANGE_INVALID,
+                f"Content-Range {header!r} is {length} bytes, Content-Length is "
+                f"{request.content_length}",
+                headers=_upload_headers(name, upload_id, size),
+            )
+    try:
+        return await reg.blobs.append(upload_id, offset, _body(request))
+    except UploadOffsetMismatch as exc:
+        raise OCIError(
+            ErrorCode.RANGE_INVALID,
+            f"chunk starts at {offset}, but the upload holds {exc.size} bytes",
+            headers=_upload_headers(name, upload_id, exc.size),
+        ) from None
+
+
+async def patch_upload(request: web.Request, name: str, upload_id: str) -> web.Response:
+    reg = registry(request)
+    size = await _session(reg, name, upload_id)
+    size = await _append(request, reg, name, upload_id, size)
+    return web.Response(status=202, headers=_upload_headers(name, upload_id, size))
+
+
+async def finish_upload(request: web.Request, name: str, upload_id: str) -> web.Response:
+    reg = registry(request)
+    size = await _session(reg, name, upload_id)
+    if "digest" not in request.query:
+        raise OCIError(ErrorCode.DIGEST_INVALID, "the digest query parameter is required")
+    digest = Digest.parse(request.query["digest"])
+    if request.body_exists:
+        await _append(request, reg, name, upload_id, size)
+    size = await reg.blobs.commit(upload_id, digest)
+    await reg.meta.link_blob(name, digest, size)
+    await reg.meta.delete_upload(upload_id)
+    return _created(name, digest)
+
+
+async def upload_status(request: web.Request, name: str, upload_id: str) -> web.Response:
+    size = await _session(registry(request), name, upload_id)
+    return web.Response(status=204, headers=_upload_headers(name, upload_id, size))
+
+
+async def cancel_upload(request: web.Request, name: str, upload_id: str) -> web.Response:
+    reg = registry(request)
+    await _session(reg, name, upload_id)
+    await reg.blobs.abort(upload_id)
+    await reg.meta.delete_upload(upload_id)
+    return web.Response(status=204)

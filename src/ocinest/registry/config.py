@@ -1,0 +1,91 @@
+"""Server configuration: defaults < YAML file < environment < flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "OCINEST_"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Config:
+    addr: str = "127.0.0.1:5000"
+    data: Path = Path("ocinest-data")
+    workers: int = 1
+    access_log: bool = True
+    log_level: str = "info"
+    # Cross-repository mount without `from` takes the blob from any repository holding it.
+    auto_mount: bool = True
+
+    @property
+    def host(self) -> str:
+        return self.addr.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.addr.rsplit(":", 1)[1])
+
+    def validate(self) -> Config:
+        host, sep, port = self.addr.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"addr must be HOST:PORT, got {self.addr!r}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {self.workers}")
+        if self.workers > 1 and int(port) == 0:
+            raise ConfigError("several workers need a fixed port, not 0")
+        return self
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = {f.name: f.type for f in fields(Config)}[name]
+    try:
+        if kind == "Path":
+            return Path(str(value))
+        if kind == "int":
+            return int(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            return str(value).lower() in ("1", "true", "yes", "on")
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: cannot use {value!r}") from None
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> Config:
+    """Build the configuration from a YAML file, `OCINEST_*` variables and `overrides`
+    (flags; None means not given)."""
+    known = {f.name for f in fields(Config)}
+    values: dict[str, Any] = {}
+    path = path or (
+        Path(os.environ[ENV_PREFIX + "CONFIG"]) if ENV_PREFIX + "CONFIG" in os.environ else None
+    )
+    if path is not None:
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(doc, dict):
+            raise ConfigError(f"config file {path} must hold a mapping")
+        unknown = set(doc) - known
+        if unknown:
+            raise ConfigError(f"config file {path}: unknown keys {', '.join(sorted(unknown))}")
+        values.update(doc)
+    for name in known:
+        env = os.environ.get(ENV_PREFIX + name.upper())
+        if env is not None:
+            values[name] = env
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    config = replace(Config(), **{k: _coerce(k, v) for k, v in values.items()})
+    return config.validate()

@@ -1,0 +1,55 @@
+"""Paginated listings: the tags of a repository and the catalog of repositories."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+from aiohttp import web
+
+from ocinest.oci.errors import ErrorCode, OCIError
+from ocinest.registry.state import registry
+
+# The most entries one page holds, whatever `n` asks.
+MAX_PAGE = 10_000
+
+
+def _page_size(request: web.Request) -> int:
+    raw = request.query.get("n")
+    if raw is None or raw == "":
+        return MAX_PAGE
+    if not raw.isdigit():
+        raise OCIError(
+            ErrorCode.PAGINATION_NUMBER_INVALID,
+            f"n must be a non-negative integer, got {raw[:50]!r}",
+        )
+    return min(int(raw), MAX_PAGE)
+
+
+def _page(
+    request: web.Request, key: str, items: list[str], limit: int, extra: dict[str, str]
+) -> web.Response:
+    """A page of `items` (fetched with one more than `limit` to tell whether more follow)."""
+    headers = {}
+    if limit == 0:
+        items = []
+    elif len(items) > limit:
+        items = items[:limit]
+        query = urllib.parse.urlencode({"n": limit, "last": items[-1]})
+        headers["Link"] = f'<{request.path}?{query}>; rel="next"'
+    return web.json_response({**extra, key: items}, headers=headers)
+
+
+async def list_tags(request: web.Request, name: str) -> web.Response:
+    limit = _page_size(request)
+    tags = await registry(request).meta.list_tags(name, limit + 1, request.query.get("last"))
+    if tags is None:
+        raise OCIError(ErrorCode.NAME_UNKNOWN, f"repository {name} is not known")
+    return _page(request, "tags", tags, limit, {"name": name})
+
+
+async def catalog(request: web.Request) -> web.Response:
+    limit = _page_size(request)
+    repositories = await registry(request).meta.list_repositories(
+        limit + 1, request.query.get("last")
+    )
+    return _page(request, "repositories", repositories, limit, {})

@@ -1,0 +1,137 @@
+"""Manifest routes (GET/HEAD/PUT/DELETE by tag or digest) and the referrers API."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from ocinest.oci import mediatypes as mt
+from ocinest.oci.digest import Digest
+from ocinest.oci.errors import ErrorCode, OCIError
+from ocinest.oci.manifest import MAX_MANIFEST_SIZE, check_child_paths, parse_manifest
+from ocinest.oci.names import is_tag
+from ocinest.registry.state import registry
+from ocinest.storage.meta import StoredManifest
+
+
+def _unknown(name: str, reference: str) -> OCIError:
+    return OCIError(ErrorCode.MANIFEST_UNKNOWN, f"manifest {reference[:200]!r} is not in {name}")
+
+
+def _acceptable(request: web.Request, media_type: str) -> bool:
+    """Whether the client's Accept headers admit `media_type` (no Accept admits all)."""
+    accepted = set()
+    for header in request.headers.getall("Accept", []):
+        for item in header.split(","):
+            accepted.add(mt.bare(item))
+    accepted.discard("")
+    return not accepted or bool(accepted & {media_type, "*/*", "application/*"})
+
+
+async def get_manifest(request: web.Request, name: str, reference: str) -> web.Response:
+    if Digest.looks_like(reference):
+        Digest.parse(reference)
+    elif not is_tag(reference):
+        raise _unknown(name, reference)
+    stored = await registry(request).meta.get_manifest(name, reference)
+    if stored is None:
+        raise _unknown(name, reference)
+    if not _acceptable(request, stored.media_type):
+        raise OCIError(
+            ErrorCode.MANIFEST_UNKNOWN,
+            f"manifest {reference} is a {stored.media_type}, which the Accept header excludes",
+        )
+    return _manifest_response(request, stored)
+
+
+def _manifest_response(request: web.Request, stored: StoredManifest) -> web.Response:
+    headers = {
+        "Content-Type": stored.media_type,
+        "Docker-Content-Digest": stored.digest,
+        "ETag": f'"{stored.digest}"',
+    }
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(len(stored.content))
+        return web.Response(status=200, headers=headers)
+    return web.Response(status=200, body=stored.content, headers=headers)
+
+
+async def _read_manifest_body(request: web.Request) -> bytes:
+    too_big = OCIError(
+        ErrorCode.SIZE_INVALID,
+        f"manifest exceeds the limit of {MAX_MANIFEST_SIZE} bytes",
+        status=413,
+    )
+    if request.content_length is not None and request.content_length > MAX_MANIFEST_SIZE:
+        raise too_big
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > MAX_MANIFEST_SIZE:
+            raise too_big
+    return bytes(body)
+
+
+async def put_manifest(request: web.Request, name: str, reference: str) -> web.Response:
+    reg = registry(request)
+    tag: str | None = None
+    requested: Digest | None = None
+    if Digest.looks_like(reference):
+        requested = Digest.parse(reference)
+    elif is_tag(reference):
+        tag = reference
+    else:
+        raise OCIError(
+            ErrorCode.MANIFEST_INVALID,
+            f"invalid tag {reference[:200]!r}: tags match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}",
+        )
+    manifest = parse_manifest(
+        await _read_manifest_body(request), request.headers.get("Content-Type"), requested
+    )
+    if requested is not None and manifest.digest != requested:
+        raise OCIError(
+            ErrorCode.DIGEST_INVALID,
+            f"manifest has digest {manifest.digest}, not {requested}",
+        )
+    problems = check_child_paths(name, manifest)
+    if problems:
+        raise OCIError.many([p.errors[0] for p in problems])
+    await reg.meta.put_manifest(name, manifest, tag)
+    headers = {
+        "Location": f"/v2/{name}/manifests/{manifest.digest}",
+        "Docker-Content-Digest": str(manifest.digest),
+    }
+    if manifest.subject is not None:
+        headers["OCI-Subject"] = str(manifest.subject.digest)
+    return web.Response(status=201, headers=headers)
+
+
+async def delete_manifest(request: web.Request, name: str, reference: str) -> web.Response:
+    meta = registry(request).meta
+    if Digest.looks_like(reference):
+        await meta.delete_manifest(name, Digest.parse(reference))
+    elif is_tag(reference):
+        await meta.delete_tag(name, reference)
+    else:
+        raise _unknown(name, reference)
+    return web.Response(status=202)
+
+
+async def get_referrers(request: web.Request, name: str, digest: str) -> web.Response:
+    subject = Digest.parse(digest)
+    artifact_type = request.query.get("artifactType") or None
+    referrers = await registry(request).meta.list_referrers(name, subject, artifact_type)
+    manifests = []
+    for r in referrers:
+        entry: dict[str, object] = {"mediaType": r.media_type, "digest": r.digest, "size": r.size}
+        if r.artifact_type:
+            entry["artifactType"] = r.artifact_type
+        if r.annotations:
+            entry["annotations"] = r.annotations
+        manifests.append(entry)
+    body = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": manifests}
+    headers = {"Content-Type": mt.OCI_INDEX}
+    if artifact_type is not None:
+        headers["OCI-Filters-Applied"] = "artifactType"
+    return web.Response(status=200, body=json.dumps(body).encode(), headers=headers)

@@ -1,0 +1,101 @@
+"""Running the registry: one process, or `workers` processes sharing the port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+
+from aiohttp import web
+
+from ocinest.registry.app import create_app
+from ocinest.registry.config import Config
+from ocinest.registry.observability import JSONAccessLogger
+
+log = logging.getLogger("ocinest.registry")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(message)s", stream=sys.stderr)
+
+
+async def _run(config: Config, reuse_port: bool, announce: bool) -> None:
+    access = logging.getLogger("ocinest.access") if config.access_log else None
+    runner = web.AppRunner(
+        create_app(config),
+        access_log_class=JSONAccessLogger,
+        access_log=access,
+        handle_signals=False,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port, backlog=1024)
+    await site.start()
+    if announce:
+        host, port = runner.addresses[0][:2]
+        log.info(
+            "ocinest listening on http://%s:%s (%d worker%s), data in %s",
+            host,
+            port,
+            config.workers,
+            "" if config.workers == 1 else "s",
+            config.data.resolve(),
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def _worker(config: Config) -> int:
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            asyncio.run(_run(config, reuse_port=True, announce=False))
+        except BaseException:
+            log.exception("worker %d failed", os.getpid())
+            code = 1
+        os._exit(code)
+    return pid
+
+
+def serve(config: Config) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    config.data.mkdir(parents=True, exist_ok=True)
+    if config.workers == 1:
+        asyncio.run(_run(config, reuse_port=False, announce=True))
+        return
+    # Create the stores' files once, before the workers race to.
+    create_app(config)
+    workers = {_worker(config) for _ in range(config.workers)}
+    log.info(
+        "ocinest listening on http://%s (%d workers), data in %s",
+        config.addr,
+        config.workers,
+        config.data.resolve(),
+    )
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while workers:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        workers.discard(pid)
+        if not stopping:
+            log.error("worker %d exited (status %d); starting another", pid, status)
+            workers.add(_worker(config))

@@ -1,0 +1,4 @@
+"""Storage: BlobStore (content) and MetaStore (metadata) behind small protocols.
+
+All durability and atomicity lives here.
+"""

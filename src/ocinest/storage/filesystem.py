@@ -1,0 +1,199 @@
+"""A content-addressed BlobStore on a local filesystem.
+
+Layout under the root: `blobs/<algorithm>/<2 hex>/<encoded>` and `uploads/<id>`.
+A blob becomes visible only by an atomic rename after its digest is verified and its data
+fsynced; the directory entry is fsynced too, so an acknowledged blob survives a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ocinest.oci.digest import CANONICAL, Digest, Hasher, new_hasher
+from ocinest.oci.errors import ErrorCode, OCIError
+from ocinest.storage.blobs import UploadOffsetMismatch
+
+T = TypeVar("T")
+
+# Bytes gathered before a write: large enough to amortize the hop to the I/O thread.
+WRITE_BATCH = 1 << 20
+READ_BATCH = 4 << 20
+
+
+@dataclass
+class _Progress:
+    """A running hash of an upload's first `offset` bytes, kept by this process."""
+
+    hasher: Hasher
+    offset: int
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FilesystemBlobStore:
+    def __init__(self, root: Path, io_threads: int = 4) -> None:
+        self.root = root
+        self._blobs = root / "blobs"
+        self._uploads = root / "uploads"
+        for d in (self._blobs, self._uploads):
+            d.mkdir(parents=True, exist_ok=True)
+        self._pool = ThreadPoolExecutor(io_threads, thread_name_prefix="ocinest-io")
+        self._progress: dict[str, _Progress] = {}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _blob_path(self, digest: Digest) -> Path:
+        return self._blobs / digest.algorithm / digest.encoded[:2] / digest.encoded
+
+    def _upload_path(self, upload_id: str) -> Path:
+        return self._uploads / upload_id
+
+    def _run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Start `fn` on the I/O threads now; await the future for its result."""
+        return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def stat(self, digest: Digest) -> int | None:
+        try:
+            return os.stat(self._blob_path(digest)).st_size
+        except FileNotFoundError:
+            return None
+
+    def local_path(self, digest: Digest) -> Path | None:
+        return self._blob_path(digest)
+
+    async def start_upload(self, upload_id: str) -> None:
+        def create() -> None:
+            fd = os.open(self._upload_path(upload_id), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.close(fd)
+            _fsync_dir(self._uploads)
+
+        await self._run(create)
+        self._progress[upload_id] = _Progress(new_hasher(CANONICAL), 0)
+
+    async def upload_size(self, upload_id: str) -> int | None:
+        try:
+            return os.stat(self._upload_path(upload_id)).st_size
+        except FileNotFoundError:
+            return None
+
+    async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int:
+        try:
+            fd = os.open(self._upload_path(upload_id), os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:
+            raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} is gone") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                # Another request is writing this upload right now.
+                raise UploadOffsetMismatch(os.fstat(fd).st_size) from None
+            size = os.fstat(fd).st_size
+            if size != offset:
+                raise UploadOffsetMismatch(size)
+            progress = self._progress.get(upload_id)
+            if progress is not None and progress.offset != size:
+                progress = None
+            self._progress.pop(upload_id, None)
+            hasher = progress.hasher if progress else None
+            written = await self._write_all(fd, hasher, chunks)
+            await self._run(os.fsync, fd)
+            if hasher is not None:
+                self._progress[upload_id] = _Progress(hasher, size + written)
+            return size + written
+        finally:
+            os.close(fd)
+
+    async def _write_all(self, fd: int, hasher: Hasher | None, chunks: AsyncIterator[bytes]) -> int:
+        """Write while reading: the I/O thread hashes and writes one batch while the loop
+        reads the next."""
+
+        def write(data: bytes) -> None:
+            if hasher is not None:
+                hasher.update(data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+
+        written = 0
+        batch: list[bytes] = []
+        batched = 0
+        pending: asyncio.Future[None] | None = None
+        try:
+            async for chunk in chunks:
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= WRITE_BATCH:
+                    if pending is not None:
+                        await pending
+                    pending = self._run(write, b"".join(batch))
+                    written += batched
+                    batch, batched = [], 0
+            if pending is not None:
+                await pending
+            pending = None
+            if batch:
+                await self._run(write, b"".join(batch))
+                written += batched
+        finally:
+            if pending is not None:
+                # The client went away: let the write in flight finish before fd closes.
+                await asyncio.shield(pending)
+        return written
+
+    async def commit(self, upload_id: str, digest: Digest) -> int:
+        path = self._upload_path(upload_id)
+        progress = self._progress.pop(upload_id, None)
+
+        def finish() -> int:
+            size = os.stat(path).st_size
+            if progress is not None and progress.offset == size and digest.algorithm == CANONICAL:
+                actual = progress.hasher.hexdigest()
+            else:
+                actual = _hash_file(path, digest.algorithm)
+            if actual != digest.encoded:
+                raise OCIError(
+                    ErrorCode.DIGEST_INVALID,
+                    f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}",
+                )
+            target = self._blob_path(digest)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            _fsync_dir(target.parent)
+            _fsync_dir(self._uploads)
+            return size
+
+        try:
+            return int(await self._run(finish))
+        except FileNotFoundError:
+            raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} is gone") from None
+
+    async def abort(self, upload_id: str) -> None:
+        self._progress.pop(upload_id, None)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._upload_path(upload_id))
+
+
+def _hash_file(path: Path, algorithm: str) -> str:
+    hasher = new_hasher(algorithm)
+    with open(path, "rb") as f:
+        while data := f.read(READ_BATCH):
+            hasher.update(data)
+    return hasher.hexdigest()

@@ -1,0 +1,95 @@
+"""The MetaStore protocol: repositories, tags, manifests, blob links, reference edges,
+referrers and upload sessions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ocinest.oci.digest import Digest
+from ocinest.oci.manifest import Manifest
+
+
+@dataclass(frozen=True)
+class StoredManifest:
+    """A manifest as the registry serves it."""
+
+    digest: str
+    media_type: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Referrer:
+    """A manifest whose subject is a given digest, as the referrers API lists it."""
+
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None
+    annotations: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Upload:
+    id: str
+    repository: str
+    created_at: float
+
+
+class MetaStore(Protocol):
+    """Metadata, transactional: every method is atomic."""
+
+    async def close(self) -> None: ...
+
+    # Blobs: a blob is visible in a repository only once pushed or mounted there.
+    async def blob_size(self, repository: str, digest: Digest) -> int | None:
+        """The blob's size when it is visible in `repository`: linked there, or referenced by
+        one of its manifests."""
+
+    async def link_blob(self, repository: str, digest: Digest, size: int) -> None:
+        """Link a stored blob into `repository` (creating the repository)."""
+
+    async def repositories_with_blob(self, digest: Digest, limit: int) -> list[str]:
+        """Repositories where the blob is linked (for cross-repository mount)."""
+
+    async def unlink_blob(self, repository: str, digest: Digest) -> None:
+        """Remove the blob's link from `repository`. A blob that a manifest of the repository
+        still references stays visible until that manifest goes, so no manifest is left
+        pointing at missing content. Raises `BLOB_UNKNOWN` when it is not visible."""
+
+    # Manifests and tags.
+    async def get_manifest(self, repository: str, reference: str) -> StoredManifest | None:
+        """The manifest by tag or digest string."""
+
+    async def put_manifest(self, repository: str, manifest: Manifest, tag: str | None) -> None:
+        """Store `manifest` and its reference edges, and point `tag` at it, atomically.
+
+        Raises `MANIFEST_BLOB_UNKNOWN` (one entry per missing reference) and `MANIFEST_INVALID`.
+        """
+
+    async def delete_manifest(self, repository: str, digest: Digest) -> None:
+        """Delete the manifest and the tags that point at it.
+
+        Raises `MANIFEST_UNKNOWN`, and `DENIED` (409) while another manifest references it.
+        """
+
+    async def delete_tag(self, repository: str, tag: str) -> None:
+        """Raises `MANIFEST_UNKNOWN` when there is no such tag."""
+
+    async def list_tags(self, repository: str, limit: int, last: str | None) -> list[str] | None:
+        """Tags in lexical order after `last`; None when the repository is unknown."""
+
+    async def list_repositories(self, limit: int, last: str | None) -> list[str]:
+        """Repository names in lexical order after `last`."""
+
+    async def list_referrers(
+        self, repository: str, subject: Digest, artifact_type: str | None
+    ) -> list[Referrer]: ...
+
+    # Upload sessions, which survive restarts.
+    async def create_upload(self, upload: Upload) -> None: ...
+
+    async def get_upload(self, upload_id: str) -> Upload | None: ...
+
+    async def delete_upload(self, upload_id: str) -> None: ...

@@ -1,0 +1,407 @@
+"""The MetaStore on SQLite in WAL mode, for the embedded single-machine registry.
+
+Reads run on the event loop's thread (they take microseconds); writes run in one dedicated
+thread, each an `IMMEDIATE` transaction committed with `synchronous=FULL`, so an
+acknowledged write survives a crash. Several processes may share the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from ocinest.oci.digest import Digest
+from ocinest.oci.errors import ErrorCode, ErrorDetail, OCIError
+from ocinest.oci.manifest import Manifest
+from ocinest.storage.meta import Referrer, StoredManifest, Upload
+
+T = TypeVar("T")
+
+SCHEMA = [
+    """
+    CREATE TABLE repositories (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE blobs (
+        digest TEXT PRIMARY KEY,
+        size BIGINT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE repo_blobs (
+        repo_id INTEGER NOT NULL REFERENCES repositories(id),
+        digest TEXT NOT NULL REFERENCES blobs(digest),
+        linked_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (repo_id, digest)
+    );
+    CREATE INDEX repo_blobs_by_digest ON repo_blobs(digest);
+    CREATE TABLE manifests (
+        repo_id INTEGER NOT NULL REFERENCES repositories(id),
+        digest TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        content BLOB NOT NULL,
+        artifact_type TEXT,
+        subject TEXT,
+        annotations TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (repo_id, digest)
+    );
+    CREATE INDEX manifests_by_subject ON manifests(repo_id, subject);
+    CREATE TABLE tags (
+        repo_id INTEGER NOT NULL REFERENCES repositories(id),
+        name TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (repo_id, name)
+    );
+    CREATE INDEX tags_by_digest ON tags(repo_id, digest);
+    -- Reference edges: manifest (repo_id, digest) needs a blob or a manifest in target_repo_id.
+    CREATE TABLE refs (
+        repo_id INTEGER NOT NULL,
+        digest TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target_repo_id INTEGER NOT NULL REFERENCES repositories(id),
+        target_digest TEXT NOT NULL,
+        PRIMARY KEY (repo_id, digest, kind, target_repo_id, target_digest)
+    );
+    CREATE INDEX refs_by_target ON refs(target_repo_id, target_digest, kind);
+    CREATE TABLE uploads (
+        id TEXT PRIMARY KEY,
+        repository TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    """,
+]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _visible_blob_size(c: sqlite3.Connection, repo_id: int, digest: str) -> int | None:
+    """The blob's size when it is visible in the repository: linked there (pushed or
+    mounted), or referenced by one of its manifests (which keeps it after a blob DELETE)."""
+    row = c.execute(
+        "SELECT b.size FROM blobs b WHERE b.digest = ? AND ("
+        " EXISTS (SELECT 1 FROM repo_blobs rb WHERE rb.repo_id = ? AND rb.digest = b.digest)"
+        " OR EXISTS (SELECT 1 FROM refs f WHERE f.target_repo_id = ?"
+        "  AND f.target_digest = b.digest AND f.kind = 'blob'))",
+        (digest, repo_id, repo_id),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+class SQLiteMetaStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = _connect(path)
+        self._migrate()
+        self._reader = _connect(path)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ocinest-sqlite")
+
+    def _migrate(self) -> None:
+        c = self._writer
+        c.execute("BEGIN EXCLUSIVE")
+        try:
+            version = c.execute("PRAGMA user_version").fetchone()[0]
+            for step in SCHEMA[version:]:
+                for statement in step.split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+            c.execute(f"PRAGMA user_version = {len(SCHEMA)}")
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._reader.close()
+        self._writer.close()
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            c = self._writer
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(c)
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+            return result
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, run)
+
+    @staticmethod
+    def _repo_id(c: sqlite3.Connection, name: str, create: bool = False) -> int | None:
+        row = c.execute("SELECT id FROM repositories WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        if not create:
+            return None
+        cur = c.execute("INSERT INTO repositories(name) VALUES (?)", (name,))
+        return int(cur.lastrowid or 0)
+
+    # Blobs
+
+    async def blob_size(self, repository: str, digest: Digest) -> int | None:
+        repo_id = self._repo_id(self._reader, repository)
+        return None if repo_id is None else _visible_blob_size(self._reader, repo_id, str(digest))
+
+    async def link_blob(self, repository: str, digest: Digest, size: int) -> None:
+        def link(c: sqlite3.Connection) -> None:
+            now = time.time()
+            repo_id = self._repo_id(c, repository, create=True)
+            c.execute(
+                "INSERT INTO blobs(digest, size, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(digest) DO NOTHING",
+                (str(digest), size, now),
+            )
+            c.execute(
+                "INSERT INTO repo_blobs(repo_id, digest, linked_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(repo_id, digest) DO NOTHING",
+                (repo_id, str(digest), now),
+            )
+
+        await self._write(link)
+
+    async def repositories_with_blob(self, digest: Digest, limit: int) -> list[str]:
+        rows = self._reader.execute(
+            "SELECT r.name FROM repo_blobs rb JOIN repositories r ON r.id = rb.repo_id "
+            "WHERE rb.digest = ? ORDER BY r.name LIMIT ?",
+            (str(digest), limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    async def unlink_blob(self, repository: str, digest: Digest) -> None:
+        def unlink(c: sqlite3.Connection) -> None:
+            repo_id = self._repo_id(c, repository)
+            if repo_id is None or _visible_blob_size(c, repo_id, str(digest)) is None:
+                raise OCIError(ErrorCode.BLOB_UNKNOWN, f"blob {digest} is not in {repository}")
+            c.execute(
+                "DELETE FROM repo_blobs WHERE repo_id = ? AND digest = ?", (repo_id, str(digest))
+            )
+
+        await self._write(unlink)
+
+    # Manifests and tags
+
+    async def get_manifest(self, repository: str, reference: str) -> StoredManifest | None:
+        if Digest.looks_like(reference):
+            sql = (
+                "SELECT m.digest, m.media_type, m.content FROM repositories r "
+                "JOIN manifests m ON m.repo_id = r.id WHERE r.name = ? AND m.digest = ?"
+            )
+        else:
+            sql = (
+                "SELECT m.digest, m.media_type, m.content FROM repositories r "
+                "JOIN tags t ON t.repo_id = r.id "
+                "JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest "
+                "WHERE r.name = ? AND t.name = ?"
+            )
+        row = self._reader.execute(sql, (repository, reference)).fetchone()
+        return None if row is None else StoredManifest(row[0], row[1], bytes(row[2]))
+
+    async def put_manifest(self, repository: str, manifest: Manifest, tag: str | None) -> None:
+        def put(c: sqlite3.Connection) -> None:
+            repo_id = self._repo_id(c, repository, create=True)
+            digest = str(manifest.digest)
+            edges, errors = self._check_references(c, repository, repo_id, manifest)
+            if errors:
+                raise OCIError.many(errors, status=400)
+            now = time.time()
+            c.execute(
+                "INSERT INTO manifests(repo_id, digest, media_type, size, content, artifact_type,"
+                " subject, annotations, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(repo_id, digest) DO NOTHING",
+                (
+                    repo_id,
+                    digest,
+                    manifest.media_type,
+                    manifest.size,
+                    manifest.raw,
+                    manifest.artifact_type,
+                    str(manifest.subject.digest) if manifest.subject else None,
+                    json.dumps(manifest.annotations) if manifest.annotations else None,
+                    now,
+                ),
+            )
+            c.executemany(
+                "INSERT INTO refs(repo_id, digest, kind, target_repo_id, target_digest) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [(repo_id, digest, kind, target, d) for kind, target, d in edges],
+            )
+            if tag is not None:
+                c.execute(
+                    "INSERT INTO tags(repo_id, name, digest, updated_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(repo_id, name) DO UPDATE "
+                    "SET digest = excluded.digest, updated_at = excluded.updated_at",
+                    (repo_id, tag, digest, now),
+                )
+
+        await self._write(put)
+
+    def _check_references(
+        self, c: sqlite3.Connection, repository: str, repo_id: int | None, manifest: Manifest
+    ) -> tuple[list[tuple[str, int, str]], list[ErrorDetail]]:
+        """The edges `manifest` makes, and an error for each reference that is not there."""
+        edges: list[tuple[str, int, str]] = []
+        errors: list[ErrorDetail] = []
+        for ref in manifest.references:
+            d = ref.descriptor
+            digest = str(d.digest)
+            if ref.kind == "blob":
+                size = None if repo_id is None else _visible_blob_size(c, repo_id, digest)
+                if size is None:
+                    errors.append(
+                        ErrorDetail(
+                            ErrorCode.MANIFEST_BLOB_UNKNOWN, f"blob {digest} is not in {repository}"
+                        )
+                    )
+                elif size != d.size:
+                    errors.append(
+                        ErrorDetail(
+                            ErrorCode.MANIFEST_INVALID,
+                            f"descriptor of blob {digest} says size {d.size}, the blob has {size}",
+                        )
+                    )
+                else:
+                    assert repo_id is not None
+                    edges.append(("blob", repo_id, digest))
+                continue
+            target = repository if ref.child is None else f"{repository}/{ref.child}"
+            target_id = repo_id if ref.child is None else self._repo_id(c, target)
+            row = c.execute(
+                "SELECT media_type, size FROM manifests WHERE repo_id = ? AND digest = ?",
+                (target_id, digest),
+            ).fetchone()
+            if row is None:
+                errors.append(
+                    ErrorDetail(
+                        ErrorCode.MANIFEST_BLOB_UNKNOWN, f"manifest {digest} is not in {target}"
+                    )
+                )
+            elif (row[0], row[1]) != (d.media_type, d.size):
+                code = (
+                    ErrorCode.MANIFEST_INVALID
+                    if ref.child is None
+                    else ErrorCode.MANIFEST_BLOB_UNKNOWN
+                )
+                errors.append(
+                    ErrorDetail(
+                        code,
+                        f"descriptor of manifest {target}@{digest} says {d.media_type}, "
+                        f"{d.size} bytes; the manifest is {row[0]}, {row[1]} bytes",
+                    )
+                )
+            else:
+                assert target_id is not None
+                edges.append(("manifest", target_id, digest))
+        return edges, errors
+
+    async def delete_manifest(self, repository: str, digest: Digest) -> None:
+        def delete(c: sqlite3.Connection) -> None:
+            repo_id = self._repo_id(c, repository)
+            key = (repo_id, str(digest))
+            if (
+                c.execute(
+                    "SELECT 1 FROM manifests WHERE repo_id = ? AND digest = ?", key
+                ).fetchone()
+                is None
+            ):
+                raise OCIError(
+                    ErrorCode.MANIFEST_UNKNOWN, f"manifest {digest} is not in {repository}"
+                )
+            user = c.execute(
+                "SELECT r.name, f.digest FROM refs f JOIN repositories r ON r.id = f.repo_id "
+                "WHERE f.target_repo_id = ? AND f.target_digest = ? AND f.kind = 'manifest' "
+                "AND NOT (f.repo_id = ? AND f.digest = ?) LIMIT 1",
+                (*key, *key),
+            ).fetchone()
+            if user is not None:
+                raise OCIError(
+                    ErrorCode.DENIED,
+                    f"manifest {repository}@{digest} is referenced by index {user[0]}@{user[1]}; "
+                    "delete that index first",
+                    status=409,
+                )
+            c.execute("DELETE FROM tags WHERE repo_id = ? AND digest = ?", key)
+            c.execute("DELETE FROM refs WHERE repo_id = ? AND digest = ?", key)
+            c.execute("DELETE FROM manifests WHERE repo_id = ? AND digest = ?", key)
+
+        await self._write(delete)
+
+    async def delete_tag(self, repository: str, tag: str) -> None:
+        def delete(c: sqlite3.Connection) -> None:
+            repo_id = self._repo_id(c, repository)
+            cur = c.execute("DELETE FROM tags WHERE repo_id = ? AND name = ?", (repo_id, tag))
+            if cur.rowcount == 0:
+                raise OCIError(ErrorCode.MANIFEST_UNKNOWN, f"tag {tag!r} is not in {repository}")
+
+        await self._write(delete)
+
+    async def list_tags(self, repository: str, limit: int, last: str | None) -> list[str] | None:
+        repo_id = self._repo_id(self._reader, repository)
+        if repo_id is None:
+            return None
+        rows = self._reader.execute(
+            "SELECT name FROM tags WHERE repo_id = ? AND name > ? ORDER BY name LIMIT ?",
+            (repo_id, last or "", limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    async def list_repositories(self, limit: int, last: str | None) -> list[str]:
+        rows = self._reader.execute(
+            "SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?",
+            (last or "", limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    async def list_referrers(
+        self, repository: str, subject: Digest, artifact_type: str | None
+    ) -> list[Referrer]:
+        sql = (
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations "
+            "FROM repositories r JOIN manifests m ON m.repo_id = r.id "
+            "WHERE r.name = ? AND m.subject = ?"
+        )
+        args: tuple[str, ...] = (repository, str(subject))
+        if artifact_type is not None:
+            sql += " AND m.artifact_type = ?"
+            args += (artifact_type,)
+        rows = self._reader.execute(sql + " ORDER BY m.digest", args).fetchall()
+        return [
+            Referrer(r[0], r[1], int(r[2]), r[3], json.loads(r[4]) if r[4] else {}) for r in rows
+        ]
+
+    # Upload sessions
+
+    async def create_upload(self, upload: Upload) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "INSERT INTO uploads(id, repository, created_at) VALUES (?, ?, ?)",
+                (upload.id, upload.repository, upload.created_at),
+            )
+        )
+
+    async def get_upload(self, upload_id: str) -> Upload | None:
+        row = self._reader.execute(
+            "SELECT id, repository, created_at FROM uploads WHERE id = ?", (upload_id,)
+        ).fetchone()
+        return None if row is None else Upload(row[0], row[1], float(row[2]))
+
+    async def delete_upload(self, upload_id: str) -> None:
+        await self._write(lambda c: c.execute("DELETE FROM uploads WHERE id = ?", (upload_id,)))

@@ -1,0 +1,140 @@
+"""Shared fixtures: a live `ocinest serve` over real HTTP, and helpers to push content."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running `ocinest serve` process."""
+
+    data: Path
+    port: int
+    args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def start(self) -> None:
+        log = open(self.data.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ocinest", "serve", "--addr", self.host, "--data", str(self.data), *self.args],
+            stdout=log,
+            stderr=log,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}")
+            try:
+                if httpx.get(self.url + "/v2/", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=20)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all, as in a crash."""
+        self.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "data", free_port())
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
+
+
+def push_blob(client: httpx.Client, repo: str, data: bytes) -> str:
+    """Monolithic POST+PUT; returns the digest."""
+    digest = sha256(data)
+    r = client.post(f"/v2/{repo}/blobs/uploads/")
+    assert r.status_code == 202, r.text
+    r = client.put(r.headers["Location"], params={"digest": digest}, content=data)
+    assert r.status_code == 201, r.text
+    return digest
+
+
+def image_manifest(
+    client: httpx.Client, repo: str, layers: list[bytes] | None = None, config: bytes | None = None, **extra: object
+) -> bytes:
+    """Push the config and layers of a small image; return its manifest's bytes (not pushed)."""
+    config = config if config is not None else json.dumps({"architecture": "amd64", "os": "linux", "n": time.time_ns()}).encode()
+    layers = layers if layers is not None else [os.urandom(64)]
+    doc: dict[str, object] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": push_blob(client, repo, config), "size": len(config)},
+        "layers": [
+            {"mediaType": OCI_LAYER, "digest": push_blob(client, repo, layer), "size": len(layer)} for layer in layers
+        ],
+        **extra,
+    }
+    return json.dumps(doc).encode()
+
+
+def push_manifest(
+    client: httpx.Client, repo: str, reference: str, body: bytes, media_type: str = OCI_MANIFEST
+) -> httpx.Response:
+    return client.put(f"/v2/{repo}/manifests/{reference}", content=body, headers={"Content-Type": media_type})
+
+
+def push_image(client: httpx.Client, repo: str, tag: str | None = None, **extra: object) -> tuple[str, bytes]:
+    """Push a whole small image; returns (digest, manifest bytes)."""
+    body = image_manifest(client, repo, **extra)  # type: ignore[arg-type]
+    digest = sha256(body)
+    r = push_manifest(client, repo, tag or digest, body)
+    assert r.status_code == 201, r.text
+    return digest, body
+
+
+def error_codes(r: httpx.Response) -> list[str]:
+    return [e["code"] for e in r.json()["errors"]]
