@@ -13,7 +13,7 @@ from aiohttp.typedefs import Handler
 
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.names import validate_name
-from ocinest.registry import blobs, listing, manifests, observability
+from ocinest.registry import blobs, listing, manifests, nested, observability
 from ocinest.registry.config import Config
 from ocinest.registry.errors import error_middleware
 from ocinest.registry.state import REGISTRY, Registry
@@ -26,13 +26,14 @@ API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 
 async def base(request: web.Request) -> web.Response:
-    return web.json_response({}, headers=API_HEADERS)
+    return web.json_response({}, headers={**API_HEADERS, **nested.NESTED_HEADER})
 
 
 # Longest patterns first: a repository name may itself contain "blobs" or "manifests".
 _TABLE: list[tuple[str, str, dict[str, Route]]] = [
     ("base", r"^/v2/?$", {"GET": base, "HEAD": base}),
     ("catalog", r"^/v2/_catalog$", {"GET": listing.catalog}),
+    ("tree", r"^/v2/(?P<name>.+)/_ocinest/tree/(?P<reference>[^/]+)$", {"GET": nested.get_tree}),
     ("upload_start", r"^/v2/(?P<name>.+)/blobs/uploads/?$", {"POST": blobs.start_upload}),
     (
         "upload",

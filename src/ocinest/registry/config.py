@@ -25,6 +25,9 @@ class Config:
     log_level: str = "info"
     # Cross-repository mount without `from` takes the blob from any repository holding it.
     auto_mount: bool = True
+    # Bounds of the nested tree endpoint.
+    tree_max_depth: int = 32
+    tree_max_nodes: int = 10_000
 
     @property
     def host(self) -> str:

@@ -12,11 +12,25 @@ from ocinest.oci.manifest import Manifest
 
 @dataclass(frozen=True)
 class StoredManifest:
-    """A manifest as the registry serves it."""
+    """A manifest as the registry serves it, and the repository it lives in."""
 
+    repository: str
     digest: str
     media_type: str
     content: bytes
+
+
+@dataclass(frozen=True)
+class ManifestNode:
+    """A manifest as a node of a nested tree."""
+
+    repository: str
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None
+    content: bytes
+    referrers: int
 
 
 @dataclass(frozen=True)
@@ -60,7 +74,13 @@ class MetaStore(Protocol):
 
     # Manifests and tags.
     async def get_manifest(self, repository: str, reference: str) -> StoredManifest | None:
-        """The manifest by tag or digest string."""
+        """The manifest by tag, or by digest string: the repository's own, or one reachable
+        through nested descriptors of its manifests."""
+
+    async def manifest_nodes(
+        self, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], ManifestNode]:
+        """The manifests at (repository, digest) `keys` that exist, in one lookup."""
 
     async def put_manifest(self, repository: str, manifest: Manifest, tag: str | None) -> None:
         """Store `manifest` and its reference edges, and point `tag` at it, atomically.

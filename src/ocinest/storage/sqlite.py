@@ -19,7 +19,7 @@ from typing import TypeVar
 from ocinest.oci.digest import Digest
 from ocinest.oci.errors import ErrorCode, ErrorDetail, OCIError
 from ocinest.oci.manifest import Manifest
-from ocinest.storage.meta import Referrer, StoredManifest, Upload
+from ocinest.storage.meta import ManifestNode, Referrer, StoredManifest, Upload
 
 T = TypeVar("T")
 
@@ -72,6 +72,18 @@ SCHEMA = [
         PRIMARY KEY (repo_id, digest, kind, target_repo_id, target_digest)
     );
     CREATE INDEX refs_by_target ON refs(target_repo_id, target_digest, kind);
+    -- Nested reach: content in target_repo_id readable through repo_id by digest, because
+    -- manifest `owner` of repo_id reaches it through nested descriptors. Filled when the
+    -- owner is pushed (manifests are immutable, referenced children cannot be deleted).
+    CREATE TABLE reach (
+        repo_id INTEGER NOT NULL,
+        owner TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target_repo_id INTEGER NOT NULL,
+        digest TEXT NOT NULL,
+        PRIMARY KEY (repo_id, owner, kind, target_repo_id, digest)
+    );
+    CREATE INDEX reach_by_digest ON reach(repo_id, digest, kind);
     CREATE TABLE uploads (
         id TEXT PRIMARY KEY,
         repository TEXT NOT NULL,
@@ -92,15 +104,37 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 def _visible_blob_size(c: sqlite3.Connection, repo_id: int, digest: str) -> int | None:
     """The blob's size when it is visible in the repository: linked there (pushed or
-    mounted), or referenced by one of its manifests (which keeps it after a blob DELETE)."""
+    mounted), referenced by one of its manifests (which keeps it after a blob DELETE), or
+    reachable through nested descriptors of its manifests."""
     row = c.execute(
         "SELECT b.size FROM blobs b WHERE b.digest = ? AND ("
         " EXISTS (SELECT 1 FROM repo_blobs rb WHERE rb.repo_id = ? AND rb.digest = b.digest)"
         " OR EXISTS (SELECT 1 FROM refs f WHERE f.target_repo_id = ?"
-        "  AND f.target_digest = b.digest AND f.kind = 'blob'))",
-        (digest, repo_id, repo_id),
+        "  AND f.target_digest = b.digest AND f.kind = 'blob')"
+        " OR EXISTS (SELECT 1 FROM reach x WHERE x.repo_id = ?"
+        "  AND x.digest = b.digest AND x.kind = 'blob'))",
+        (digest, repo_id, repo_id, repo_id),
     ).fetchone()
     return None if row is None else int(row[0])
+
+
+def _closure(c: sqlite3.Connection, roots: list[tuple[int, str]]) -> set[tuple[str, int, str]]:
+    """Everything the manifests `roots` (repo_id, digest) reach through reference edges,
+    themselves included, as (kind, repo_id, digest)."""
+    found = {("manifest", repo_id, digest) for repo_id, digest in roots}
+    frontier = list(roots)
+    while frontier:
+        repo_id, digest = frontier.pop()
+        for kind, target, target_digest in c.execute(
+            "SELECT kind, target_repo_id, target_digest FROM refs WHERE repo_id = ? AND digest = ?",
+            (repo_id, digest),
+        ).fetchall():
+            edge = (kind, int(target), target_digest)
+            if edge not in found:
+                found.add(edge)
+                if kind == "manifest":
+                    frontier.append((edge[1], edge[2]))
+    return found
 
 
 class SQLiteMetaStore:
@@ -201,19 +235,44 @@ class SQLiteMetaStore:
 
     async def get_manifest(self, repository: str, reference: str) -> StoredManifest | None:
         if Digest.looks_like(reference):
+            # Its own manifest, or one reachable through its nested descriptors.
             sql = (
-                "SELECT m.digest, m.media_type, m.content FROM repositories r "
-                "JOIN manifests m ON m.repo_id = r.id WHERE r.name = ? AND m.digest = ?"
+                "SELECT r.name, m.digest, m.media_type, m.content FROM repositories r "
+                "JOIN manifests m ON m.repo_id = r.id WHERE r.name = ?1 AND m.digest = ?2 "
+                "UNION ALL "
+                "SELECT t.name, m.digest, m.media_type, m.content FROM repositories p "
+                "JOIN reach x ON x.repo_id = p.id AND x.digest = ?2 AND x.kind = 'manifest' "
+                "JOIN manifests m ON m.repo_id = x.target_repo_id AND m.digest = x.digest "
+                "JOIN repositories t ON t.id = m.repo_id WHERE p.name = ?1 LIMIT 1"
             )
         else:
             sql = (
-                "SELECT m.digest, m.media_type, m.content FROM repositories r "
+                "SELECT r.name, m.digest, m.media_type, m.content FROM repositories r "
                 "JOIN tags t ON t.repo_id = r.id "
                 "JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest "
-                "WHERE r.name = ? AND t.name = ?"
+                "WHERE r.name = ?1 AND t.name = ?2"
             )
         row = self._reader.execute(sql, (repository, reference)).fetchone()
-        return None if row is None else StoredManifest(row[0], row[1], bytes(row[2]))
+        return None if row is None else StoredManifest(row[0], row[1], row[2], bytes(row[3]))
+
+    async def manifest_nodes(
+        self, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], ManifestNode]:
+        if not keys:
+            return {}
+        values = ", ".join("(?, ?)" for _ in keys)
+        rows = self._reader.execute(
+            "SELECT r.name, m.digest, m.media_type, m.size, m.artifact_type, m.content,"
+            " (SELECT COUNT(*) FROM manifests s WHERE s.repo_id = m.repo_id"
+            "  AND s.subject = m.digest) "
+            "FROM manifests m JOIN repositories r ON r.id = m.repo_id "
+            f"WHERE (r.name, m.digest) IN (VALUES {values})",
+            [v for key in keys for v in key],
+        ).fetchall()
+        return {
+            (r[0], r[1]): ManifestNode(r[0], r[1], r[2], int(r[3]), r[4], bytes(r[5]), int(r[6]))
+            for r in rows
+        }
 
     async def put_manifest(self, repository: str, manifest: Manifest, tag: str | None) -> None:
         def put(c: sqlite3.Connection) -> None:
@@ -244,6 +303,13 @@ class SQLiteMetaStore:
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [(repo_id, digest, kind, target, d) for kind, target, d in edges],
             )
+            nested = [(t, d) for kind, t, d in edges if kind == "manifest" and t != repo_id]
+            if nested:
+                c.executemany(
+                    "INSERT INTO reach(repo_id, owner, kind, target_repo_id, digest) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [(repo_id, digest, *edge) for edge in _closure(c, nested)],
+                )
             if tag is not None:
                 c.execute(
                     "INSERT INTO tags(repo_id, name, digest, updated_at) VALUES (?, ?, ?, ?) "
@@ -340,6 +406,7 @@ class SQLiteMetaStore:
                 )
             c.execute("DELETE FROM tags WHERE repo_id = ? AND digest = ?", key)
             c.execute("DELETE FROM refs WHERE repo_id = ? AND digest = ?", key)
+            c.execute("DELETE FROM reach WHERE repo_id = ? AND owner = ?", key)
             c.execute("DELETE FROM manifests WHERE repo_id = ? AND digest = ?", key)
 
         await self._write(delete)
