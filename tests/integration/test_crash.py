@@ -1,0 +1,114 @@
+"""SIGKILL in the middle of uploads and manifest pushes loses nothing acknowledged and leaves
+nothing half visible."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from tests.conftest import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Server, sha256
+
+
+@dataclass
+class Ledger:
+    """What the server acknowledged, and what was only attempted."""
+
+    blobs: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    attempted: set[tuple[str, str]] = field(default_factory=set)
+    tags: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _blob(c: httpx.Client, rnd: random.Random, ledger: Ledger, repo: str) -> tuple[str, int]:
+    data = rnd.randbytes(rnd.randint(1, 3 << 20))
+    digest = sha256(data)
+    with ledger.lock:
+        ledger.attempted.add((repo, digest))
+    if rnd.random() < 0.5:
+        r = c.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, content=data)
+    else:
+        r = c.post(f"/v2/{repo}/blobs/uploads/")
+        assert r.status_code == 202
+        location = r.headers["Location"]
+        cut = len(data) // 2
+        r = c.patch(location, content=data[:cut], headers={"Content-Range": f"0-{cut - 1}"} if cut else {})
+        assert r.status_code == 202
+        r = c.put(r.headers["Location"], params={"digest": digest}, content=data[cut:])
+    assert r.status_code == 201, r.text
+    with ledger.lock:
+        ledger.blobs[(repo, digest)] = data
+    return digest, len(data)
+
+
+def _workload(url: str, seed: int, ledger: Ledger) -> None:
+    rnd = random.Random(seed)
+    with httpx.Client(base_url=url, timeout=10) as c:
+        try:
+            while True:
+                repo = f"crash/r{rnd.randint(0, 3)}"
+                if rnd.random() < 0.6:
+                    _blob(c, rnd, ledger, repo)
+                    continue
+                config, config_size = _blob(c, rnd, ledger, repo)
+                layer, layer_size = _blob(c, rnd, ledger, repo)
+                body = json.dumps(
+                    {
+                        "schemaVersion": 2,
+                        "mediaType": OCI_MANIFEST,
+                        "config": {"mediaType": OCI_CONFIG, "digest": config, "size": config_size},
+                        "layers": [{"mediaType": OCI_LAYER, "digest": layer, "size": layer_size}],
+                    }
+                ).encode()
+                tag = f"t{rnd.randint(0, 1000)}"
+                r = c.put(f"/v2/{repo}/manifests/{tag}", content=body, headers={"Content-Type": OCI_MANIFEST})
+                assert r.status_code == 201, r.text
+                with ledger.lock:
+                    ledger.tags[(repo, tag)] = body
+        except httpx.TransportError:
+            return  # the server was killed
+        except AssertionError as exc:
+            ledger.errors.append(repr(exc))
+
+
+def _verify(server: Server, ledger: Ledger) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        for (repo, digest), data in ledger.blobs.items():
+            r = c.get(f"/v2/{repo}/blobs/{digest}")
+            assert r.status_code == 200, (repo, digest)
+            assert r.content == data
+        for (repo, tag), body in ledger.tags.items():
+            r = c.get(f"/v2/{repo}/manifests/{tag}")
+            assert r.status_code == 200, (repo, tag)
+            assert r.content == body
+        # What was attempted but not acknowledged is either absent or whole.
+        for repo, digest in ledger.attempted - set(ledger.blobs):
+            r = c.get(f"/v2/{repo}/blobs/{digest}")
+            assert r.status_code in (200, 404)
+            if r.status_code == 200:
+                assert sha256(r.content) == digest
+
+
+def test_sigkill_during_writes_loses_nothing_acknowledged(server: Server) -> None:
+    ledger = Ledger()
+    rnd = random.Random(1217)
+    for round_ in range(6):
+        workers = [
+            threading.Thread(target=_workload, args=(server.url, round_ * 100 + i, ledger)) for i in range(4)
+        ]
+        for w in workers:
+            w.start()
+        time.sleep(rnd.uniform(0.3, 1.5))
+        server.kill()
+        for w in workers:
+            w.join(timeout=30)
+            assert not w.is_alive()
+        assert not ledger.errors
+        server.start()
+        _verify(server, ledger)
+    assert len(ledger.blobs) > 20 and ledger.tags, "the workload did too little to mean anything"
