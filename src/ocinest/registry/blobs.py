@@ -116,8 +116,7 @@ async def _mount(reg: Registry, name: str, digest: Digest, source: str | None) -
         return None
     for candidate in candidates:
         size = await reg.meta.blob_size(candidate, digest)
-        if size is not None and await reg.blobs.stat(digest) == size:
-            await reg.meta.link_blob(name, digest, size)
+        if size is not None and await reg.meta.link_blob(name, digest, size):
             return digest
     return None
 
@@ -129,12 +128,17 @@ async def _monolithic(
     await reg.blobs.start_upload(upload_id)
     try:
         await reg.blobs.append(upload_id, 0, _body(request))
-        size = await reg.blobs.commit(upload_id, digest)
+        await _commit(reg, name, upload_id, digest)
     except BaseException:
         await reg.blobs.abort(upload_id)
         raise
-    await reg.meta.link_blob(name, digest, size)
     return _created(name, digest)
+
+
+async def _commit(reg: Registry, name: str, upload_id: str, digest: Digest) -> None:
+    """Verify the upload and make it the blob `digest`, linked in `name`."""
+    size = await reg.blobs.verify(upload_id, digest)
+    await reg.meta.link_blob(name, digest, size, lambda: reg.blobs.publish(upload_id, digest))
 
 
 async def _session(reg: Registry, name: str, upload_id: str) -> int:
@@ -197,8 +201,7 @@ async def finish_upload(request: web.Request, name: str, upload_id: str) -> web.
     digest = Digest.parse(request.query["digest"])
     if request.body_exists:
         await _append(request, reg, name, upload_id, size)
-    size = await reg.blobs.commit(upload_id, digest)
-    await reg.meta.link_blob(name, digest, size)
+    await _commit(reg, name, upload_id, digest)
     await reg.meta.delete_upload(upload_id)
     return _created(name, digest)
 

@@ -18,7 +18,11 @@ class UploadOffsetMismatch(Exception):
 
 
 class BlobStore(Protocol):
-    """Blobs by digest, written only through verified upload sessions."""
+    """Blobs by digest, written only through verified upload sessions.
+
+    A blob becomes visible or goes away only under the MetaStore's write lock (`publish` and
+    `delete` are called from inside its transactions), so that metadata and content never
+    disagree about an acknowledged blob."""
 
     async def stat(self, digest: Digest) -> int | None:
         """The blob's size, or None when it is not stored."""
@@ -38,11 +42,18 @@ class BlobStore(Protocol):
         Raises `UploadOffsetMismatch` when `offset` is not the upload's size.
         """
 
-    async def commit(self, upload_id: str, digest: Digest) -> int:
-        """Verify the upload against `digest` and make it the blob; returns its size.
+    async def verify(self, upload_id: str, digest: Digest) -> int:
+        """Check the upload against `digest`; returns its size.
 
         Raises `OCIError(DIGEST_INVALID)` on mismatch (the upload is kept).
         """
+
+    def publish(self, upload_id: str, digest: Digest) -> None:
+        """Make a verified upload the blob `digest`, atomically and durably. The MetaStore
+        calls it while it holds its write lock, so that it never races a deletion."""
+
+    def delete(self, digest: Digest) -> None:
+        """Delete the blob; called by the MetaStore under its write lock."""
 
     async def abort(self, upload_id: str) -> None:
         """Drop an upload session's data."""

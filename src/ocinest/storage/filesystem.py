@@ -158,11 +158,11 @@ class FilesystemBlobStore:
                 await asyncio.shield(pending)
         return written
 
-    async def commit(self, upload_id: str, digest: Digest) -> int:
+    async def verify(self, upload_id: str, digest: Digest) -> int:
         path = self._upload_path(upload_id)
         progress = self._progress.pop(upload_id, None)
 
-        def finish() -> int:
+        def check() -> int:
             size = os.stat(path).st_size
             if progress is not None and progress.offset == size and digest.algorithm == CANONICAL:
                 actual = progress.hasher.hexdigest()
@@ -173,17 +173,25 @@ class FilesystemBlobStore:
                     ErrorCode.DIGEST_INVALID,
                     f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}",
                 )
-            target = self._blob_path(digest)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
-            _fsync_dir(target.parent)
-            _fsync_dir(self._uploads)
             return size
 
         try:
-            return int(await self._run(finish))
+            return await self._run(check)
         except FileNotFoundError:
             raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} is gone") from None
+
+    def publish(self, upload_id: str, digest: Digest) -> None:
+        target = self._blob_path(digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._upload_path(upload_id), target)
+        _fsync_dir(target.parent)
+        _fsync_dir(self._uploads)
+
+    def delete(self, digest: Digest) -> None:
+        target = self._blob_path(digest)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target)
+            _fsync_dir(target.parent)
 
     async def abort(self, upload_id: str) -> None:
         self._progress.pop(upload_id, None)

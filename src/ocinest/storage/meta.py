@@ -3,6 +3,7 @@ referrers and upload sessions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -61,8 +62,16 @@ class MetaStore(Protocol):
         """The blob's size when it is visible in `repository`: linked there, or referenced by
         one of its manifests."""
 
-    async def link_blob(self, repository: str, digest: Digest, size: int) -> None:
-        """Link a stored blob into `repository` (creating the repository)."""
+    async def link_blob(
+        self,
+        repository: str,
+        digest: Digest,
+        size: int,
+        publish: Callable[[], None] | None = None,
+    ) -> bool:
+        """Link the blob into `repository` (creating the repository), running `publish` (which
+        makes its content visible) inside the transaction. Without `publish` the blob must
+        already be stored; returns False when it is not (a mount then cannot happen)."""
 
     async def repositories_with_blob(self, digest: Digest, limit: int) -> list[str]:
         """Repositories where the blob is linked (for cross-repository mount)."""

@@ -195,22 +195,33 @@ class SQLiteMetaStore:
         repo_id = self._repo_id(self._reader, repository)
         return None if repo_id is None else _visible_blob_size(self._reader, repo_id, str(digest))
 
-    async def link_blob(self, repository: str, digest: Digest, size: int) -> None:
-        def link(c: sqlite3.Connection) -> None:
+    async def link_blob(
+        self,
+        repository: str,
+        digest: Digest,
+        size: int,
+        publish: Callable[[], None] | None = None,
+    ) -> bool:
+        def link(c: sqlite3.Connection) -> bool:
             now = time.time()
+            if publish is not None:
+                publish()
+                c.execute(
+                    "INSERT INTO blobs(digest, size, created_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT(digest) DO UPDATE SET created_at = excluded.created_at",
+                    (str(digest), size, now),
+                )
+            elif not c.execute("SELECT 1 FROM blobs WHERE digest = ?", (str(digest),)).fetchone():
+                return False
             repo_id = self._repo_id(c, repository, create=True)
             c.execute(
-                "INSERT INTO blobs(digest, size, created_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(digest) DO NOTHING",
-                (str(digest), size, now),
-            )
-            c.execute(
                 "INSERT INTO repo_blobs(repo_id, digest, linked_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(repo_id, digest) DO NOTHING",
+                "ON CONFLICT(repo_id, digest) DO UPDATE SET linked_at = excluded.linked_at",
                 (repo_id, str(digest), now),
             )
+            return True
 
-        await self._write(link)
+        return await self._write(link)
 
     async def repositories_with_blob(self, digest: Digest, limit: int) -> list[str]:
         rows = self._reader.execute(
