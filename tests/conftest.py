@@ -53,7 +53,17 @@ class Server:
     def start(self) -> None:
         log = open(self.data.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ocinest", "serve", "--addr", self.host, "--data", str(self.data), *self.args],
+            [
+                sys.executable,
+                "-m",
+                "ocinest",
+                "serve",
+                "--addr",
+                self.host,
+                "--data",
+                str(self.data),
+                *self.args,
+            ],
             stdout=log,
             stderr=log,
         )
@@ -104,17 +114,30 @@ def push_blob(client: httpx.Client, repo: str, data: bytes) -> str:
 
 
 def image_manifest(
-    client: httpx.Client, repo: str, layers: list[bytes] | None = None, config: bytes | None = None, **extra: object
+    client: httpx.Client,
+    repo: str,
+    layers: list[bytes] | None = None,
+    config: bytes | None = None,
+    **extra: object,
 ) -> bytes:
     """Push the config and layers of a small image; return its manifest's bytes (not pushed)."""
-    config = config if config is not None else json.dumps({"architecture": "amd64", "os": "linux", "n": time.time_ns()}).encode()
+    config = (
+        config
+        if config is not None
+        else json.dumps({"architecture": "amd64", "os": "linux", "n": time.time_ns()}).encode()
+    )
     layers = layers if layers is not None else [os.urandom(64)]
     doc: dict[str, object] = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": push_blob(client, repo, config), "size": len(config)},
+        "config": {
+            "mediaType": OCI_CONFIG,
+            "digest": push_blob(client, repo, config),
+            "size": len(config),
+        },
         "layers": [
-            {"mediaType": OCI_LAYER, "digest": push_blob(client, repo, layer), "size": len(layer)} for layer in layers
+            {"mediaType": OCI_LAYER, "digest": push_blob(client, repo, layer), "size": len(layer)}
+            for layer in layers
         ],
         **extra,
     }
@@ -124,10 +147,14 @@ def image_manifest(
 def push_manifest(
     client: httpx.Client, repo: str, reference: str, body: bytes, media_type: str = OCI_MANIFEST
 ) -> httpx.Response:
-    return client.put(f"/v2/{repo}/manifests/{reference}", content=body, headers={"Content-Type": media_type})
+    return client.put(
+        f"/v2/{repo}/manifests/{reference}", content=body, headers={"Content-Type": media_type}
+    )
 
 
-def push_image(client: httpx.Client, repo: str, tag: str | None = None, **extra: object) -> tuple[str, bytes]:
+def push_image(
+    client: httpx.Client, repo: str, tag: str | None = None, **extra: object
+) -> tuple[str, bytes]:
     """Push a whole small image; returns (digest, manifest bytes)."""
     body = image_manifest(client, repo, **extra)  # type: ignore[arg-type]
     digest = sha256(body)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,7 +39,9 @@ def _blob(c: httpx.Client, rnd: random.Random, ledger: Ledger, repo: str) -> tup
         assert r.status_code == 202
         location = r.headers["Location"]
         cut = len(data) // 2
-        r = c.patch(location, content=data[:cut], headers={"Content-Range": f"0-{cut - 1}"} if cut else {})
+        r = c.patch(
+            location, content=data[:cut], headers={"Content-Range": f"0-{cut - 1}"} if cut else {}
+        )
         assert r.status_code == 202
         r = c.put(r.headers["Location"], params={"digest": digest}, content=data[cut:])
     assert r.status_code == 201, r.text
@@ -66,7 +70,11 @@ def _workload(url: str, seed: int, ledger: Ledger) -> None:
                     }
                 ).encode()
                 tag = f"t{rnd.randint(0, 1000)}"
-                r = c.put(f"/v2/{repo}/manifests/{tag}", content=body, headers={"Content-Type": OCI_MANIFEST})
+                r = c.put(
+                    f"/v2/{repo}/manifests/{tag}",
+                    content=body,
+                    headers={"Content-Type": OCI_MANIFEST},
+                )
                 assert r.status_code == 201, r.text
                 with ledger.lock:
                     ledger.tags[(repo, tag)] = body
@@ -99,7 +107,8 @@ def test_sigkill_during_writes_loses_nothing_acknowledged(server: Server) -> Non
     rnd = random.Random(1217)
     for round_ in range(6):
         workers = [
-            threading.Thread(target=_workload, args=(server.url, round_ * 100 + i, ledger)) for i in range(4)
+            threading.Thread(target=_workload, args=(server.url, round_ * 100 + i, ledger))
+            for i in range(4)
         ]
         for w in workers:
             w.start()
@@ -111,4 +120,10 @@ def test_sigkill_during_writes_loses_nothing_acknowledged(server: Server) -> Non
         assert not ledger.errors
         server.start()
         _verify(server, ledger)
+        check = subprocess.run(
+            [sys.executable, "-m", "ocinest", "fsck", "--data", str(server.data)],
+            capture_output=True,
+            text=True,
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
     assert len(ledger.blobs) > 20 and ledger.tags, "the workload did too little to mean anything"

@@ -21,19 +21,27 @@ from tests.conftest import (
 NESTED = "dev.ocinest.repository"
 
 
-def descriptor(digest: str, body: bytes, media_type: str = OCI_MANIFEST, **extra: object) -> dict[str, object]:
+def descriptor(
+    digest: str, body: bytes, media_type: str = OCI_MANIFEST, **extra: object
+) -> dict[str, object]:
     return {"mediaType": media_type, "digest": digest, "size": len(body), **extra}
 
 
-def nested(digest: str, body: bytes, child: str, media_type: str = OCI_MANIFEST, **extra: object) -> dict[str, object]:
+def nested(
+    digest: str, body: bytes, child: str, media_type: str = OCI_MANIFEST, **extra: object
+) -> dict[str, object]:
     return descriptor(digest, body, media_type, annotations={NESTED: child}, **extra)
 
 
 def index(*manifests: dict[str, object], **extra: object) -> bytes:
-    return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": list(manifests), **extra}).encode()
+    return json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": list(manifests), **extra}
+    ).encode()
 
 
-def push_index(client: httpx.Client, repo: str, reference: str | None, body: bytes) -> httpx.Response:
+def push_index(
+    client: httpx.Client, repo: str, reference: str | None, body: bytes
+) -> httpx.Response:
     return push_manifest(client, repo, reference or sha256(body), body, OCI_INDEX)
 
 
@@ -51,14 +59,21 @@ def ko_build(client: httpx.Client) -> dict[str, object]:
     parent = index(nested(d1, b1, "app1"), nested(sha256(app2), app2, "app2", OCI_INDEX))
     r = push_index(client, "myrepo/ko-build", "build-1", parent)
     assert r.status_code == 201, r.text
-    return {"app1": (d1, b1), "app2": (sha256(app2), app2), "amd": (amd, amd_body), "parent": (sha256(parent), parent)}
+    return {
+        "app1": (d1, b1),
+        "app2": (sha256(app2), app2),
+        "amd": (amd, amd_body),
+        "parent": (sha256(parent), parent),
+    }
 
 
 def test_discovery_header(client: httpx.Client) -> None:
     assert client.get("/v2/").headers["Ocinest-Nested"] == "1"
 
 
-def test_children_readable_through_parent(client: httpx.Client, ko_build: dict[str, tuple[str, bytes]]) -> None:
+def test_children_readable_through_parent(
+    client: httpx.Client, ko_build: dict[str, tuple[str, bytes]]
+) -> None:
     for key in ("app1", "app2", "amd"):
         digest, body = ko_build[key]
         r = client.get(f"/v2/myrepo/ko-build/manifests/{digest}")
@@ -89,7 +104,9 @@ def test_child_tags_and_unreferenced_content_stay_invisible(
     assert r.status_code == 404
     assert error_codes(r) == ["BLOB_UNKNOWN"]
     # Nor through a sibling.
-    assert client.get(f"/v2/myrepo/ko-build/app2/manifests/{ko_build['app1'][0]}").status_code == 404
+    assert (
+        client.get(f"/v2/myrepo/ko-build/app2/manifests/{ko_build['app1'][0]}").status_code == 404
+    )
 
 
 def test_missing_children_one_error_each(client: httpx.Client) -> None:
@@ -120,7 +137,19 @@ def test_child_must_match_size_and_media_type(client: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     "child",
-    ["..", ".", "", "a//b", "/abs", "trailing/", "Upper", "../sibling", "a/../b", "a" * 300, "bad$char"],
+    [
+        "..",
+        ".",
+        "",
+        "a//b",
+        "/abs",
+        "trailing/",
+        "Upper",
+        "../sibling",
+        "a/../b",
+        "a" * 300,
+        "bad$char",
+    ],
 )
 def test_invalid_child_paths(client: httpx.Client, child: str) -> None:
     d1, b1 = push_image(client, "p/c1")
@@ -146,7 +175,9 @@ def test_three_levels(client: httpx.Client) -> None:
     assert tree["children"][0]["children"][0]["digest"] == leaf
 
 
-def test_delete_refused_while_referenced(client: httpx.Client, ko_build: dict[str, tuple[str, bytes]]) -> None:
+def test_delete_refused_while_referenced(
+    client: httpx.Client, ko_build: dict[str, tuple[str, bytes]]
+) -> None:
     app1 = ko_build["app1"][0]
     parent = ko_build["parent"][0]
     r = client.delete(f"/v2/myrepo/ko-build/app1/manifests/{app1}")
@@ -159,7 +190,9 @@ def test_delete_refused_while_referenced(client: httpx.Client, ko_build: dict[st
     assert client.delete(f"/v2/myrepo/ko-build/app1/manifests/{app1}").status_code == 202
 
 
-def test_referrers_stay_per_repository(client: httpx.Client, ko_build: dict[str, tuple[str, bytes]]) -> None:
+def test_referrers_stay_per_repository(
+    client: httpx.Client, ko_build: dict[str, tuple[str, bytes]]
+) -> None:
     app1, app1_body = ko_build["app1"]
     empty = push_blob(client, "myrepo/ko-build/app1", b"{}")
     sig = json.dumps(
@@ -167,8 +200,14 @@ def test_referrers_stay_per_repository(client: httpx.Client, ko_build: dict[str,
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "artifactType": "application/vnd.example.sig",
-            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
-            "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2}],
+            "config": {
+                "mediaType": "application/vnd.oci.empty.v1+json",
+                "digest": empty,
+                "size": 2,
+            },
+            "layers": [
+                {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2}
+            ],
             "subject": descriptor(app1, app1_body),
         }
     ).encode()
@@ -201,7 +240,9 @@ def test_tree(client: httpx.Client, ko_build: dict[str, tuple[str, bytes]]) -> N
     assert all(c["repository"] == "myrepo/ko-build/app2" for c in app2["children"])
     # By digest, and a conditional request.
     assert client.get(f"/v2/myrepo/ko-build/_ocinest/tree/{parent}").json() == tree
-    r = client.get("/v2/myrepo/ko-build/_ocinest/tree/build-1", headers={"If-None-Match": f'"{parent}"'})
+    r = client.get(
+        "/v2/myrepo/ko-build/_ocinest/tree/build-1", headers={"If-None-Match": f'"{parent}"'}
+    )
     assert r.status_code == 304
     # A depth the client asks for truncates.
     shallow = client.get("/v2/myrepo/ko-build/_ocinest/tree/build-1", params={"depth": 1}).json()

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ocinest import __version__
+from ocinest.cli.admin import fsck_command, gc_command
 from ocinest.registry.config import ConfigError, load_config
 from ocinest.registry.server import configure_logging, serve
 
@@ -15,6 +16,10 @@ from ocinest.registry.server import configure_logging, serve
 @click.version_option(__version__, prog_name="ocinest")
 def main() -> None:
     """ocinest: an OCI registry and client for nested-artifact indexes."""
+
+
+main.add_command(gc_command)
+main.add_command(fsck_command)
 
 
 @main.command("serve")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import time
 import urllib.parse
@@ -13,12 +15,10 @@ from aiohttp.typedefs import Handler
 
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.names import validate_name
-from ocinest.registry import blobs, listing, manifests, nested, observability
+from ocinest.registry import blobs, gc, listing, manifests, nested, observability
 from ocinest.registry.config import Config
 from ocinest.registry.errors import error_middleware
 from ocinest.registry.state import REGISTRY, Registry
-from ocinest.storage.filesystem import FilesystemBlobStore
-from ocinest.storage.sqlite import SQLiteMetaStore
 
 Route = Callable[..., Awaitable[web.StreamResponse]]
 
@@ -113,13 +113,14 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[api_middleware, error_middleware])
 
     async def stores(app: web.Application) -> AsyncIterator[None]:
-        data = config.data.resolve()
-        blob_store = FilesystemBlobStore(data)
-        meta = SQLiteMetaStore(data / "meta.db")
-        app[REGISTRY] = Registry(config, blob_store, meta)
+        app[REGISTRY] = reg = Registry.open(config)
+        scheduler = asyncio.create_task(gc.schedule(reg)) if config.gc_interval > 0 else None
         yield
-        await meta.close()
-        blob_store.close()
+        if scheduler is not None:
+            scheduler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scheduler
+        await reg.close()
 
     app.cleanup_ctx.append(stores)
     app.router.add_route("*", "/v2", dispatch)

@@ -25,6 +25,13 @@ class Config:
     log_level: str = "info"
     # Cross-repository mount without `from` takes the blob from any repository holding it.
     auto_mount: bool = True
+    # Garbage collection: blobs and untagged manifests younger than the grace window are kept
+    # (so content pushed for a manifest not yet written is never taken); upload sessions
+    # expire after upload_ttl; gc_interval > 0 runs GC inside `serve` (seconds).
+    gc_grace: float = 3600
+    upload_ttl: float = 24 * 3600
+    gc_interval: float = 0
+    gc_delete_untagged: bool = False
     # Bounds of the nested tree endpoint.
     tree_max_depth: int = 32
     tree_max_nodes: int = 10_000
@@ -48,6 +55,25 @@ class Config:
         return self
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string like `90`, `30s`, `15m`, `1h`, `7d`."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip().lower()
+    unit = _UNITS.get(text[-1:]) if text else None
+    number = text[:-1] if unit else text
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 15m, 1h, 7d)") from None
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative: {value!r}")
+    return seconds
+
+
 def _coerce(name: str, value: Any) -> Any:
     kind = {f.name: f.type for f in fields(Config)}[name]
     try:
@@ -55,6 +81,8 @@ def _coerce(name: str, value: Any) -> Any:
             return Path(str(value))
         if kind == "int":
             return int(value)
+        if kind == "float":
+            return parse_duration(value)
         if kind == "bool":
             if isinstance(value, bool):
                 return value

@@ -8,7 +8,9 @@ from aiohttp import web
 
 from ocinest.registry.config import Config
 from ocinest.storage.blobs import BlobStore
+from ocinest.storage.filesystem import FilesystemBlobStore
 from ocinest.storage.meta import MetaStore
+from ocinest.storage.sqlite import SQLiteMetaStore
 
 
 @dataclass
@@ -16,6 +18,16 @@ class Registry:
     config: Config
     blobs: BlobStore
     meta: MetaStore
+
+    @classmethod
+    def open(cls, config: Config) -> Registry:
+        """The stores the configuration names."""
+        data = config.data.resolve()
+        return cls(config, FilesystemBlobStore(data), SQLiteMetaStore(data / "meta.db"))
+
+    async def close(self) -> None:
+        await self.meta.close()
+        self.blobs.close()
 
 
 REGISTRY = web.AppKey("registry", Registry)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -24,8 +24,8 @@ class BlobStore(Protocol):
     `delete` are called from inside its transactions), so that metadata and content never
     disagree about an acknowledged blob."""
 
-    async def stat(self, digest: Digest) -> int | None:
-        """The blob's size, or None when it is not stored."""
+    def close(self) -> None:
+        """Release threads and handles."""
 
     def local_path(self, digest: Digest) -> Path | None:
         """A file holding the blob, for zero-copy serving, when the store is local."""
@@ -54,6 +54,15 @@ class BlobStore(Protocol):
 
     def delete(self, digest: Digest) -> None:
         """Delete the blob; called by the MetaStore under its write lock."""
+
+    def scan(self) -> Iterator[tuple[str, int, float]]:
+        """Every stored blob: (digest, size, modification time)."""
+
+    def stale_uploads(self, before: float) -> list[str]:
+        """Upload sessions whose data was last written before `before`."""
+
+    async def digest_of(self, digest: Digest) -> str | None:
+        """The digest of the stored content named `digest` (recomputed), or None if absent."""
 
     async def abort(self, upload_id: str) -> None:
         """Drop an upload session's data."""

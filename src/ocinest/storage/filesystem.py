@@ -12,7 +12,7 @@ import contextlib
 import errno
 import fcntl
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,12 +67,6 @@ class FilesystemBlobStore:
     def _run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Start `fn` on the I/O threads now; await the future for its result."""
         return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-
-    async def stat(self, digest: Digest) -> int | None:
-        try:
-            return os.stat(self._blob_path(digest)).st_size
-        except FileNotFoundError:
-            return None
 
     def local_path(self, digest: Digest) -> Path | None:
         return self._blob_path(digest)
@@ -192,6 +186,23 @@ class FilesystemBlobStore:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(target)
             _fsync_dir(target.parent)
+
+    def scan(self) -> Iterator[tuple[str, int, float]]:
+        for algorithm_dir in self._blobs.iterdir():
+            for shard in algorithm_dir.iterdir():
+                for entry in os.scandir(shard):
+                    st = entry.stat()
+                    yield f"{algorithm_dir.name}:{entry.name}", st.st_size, st.st_mtime
+
+    def stale_uploads(self, before: float) -> list[str]:
+        return [e.name for e in os.scandir(self._uploads) if e.stat().st_mtime < before]
+
+    async def digest_of(self, digest: Digest) -> str | None:
+        try:
+            encoded = await self._run(_hash_file, self._blob_path(digest), digest.algorithm)
+        except FileNotFoundError:
+            return None
+        return f"{digest.algorithm}:{encoded}"
 
     async def abort(self, upload_id: str) -> None:
         self._progress.pop(upload_id, None)

@@ -46,6 +46,14 @@ class Referrer:
 
 
 @dataclass(frozen=True)
+class GCPlan:
+    """What a garbage collection would delete."""
+
+    manifests: list[tuple[str, str, int]]  # repository, digest, size
+    blobs: list[tuple[str, int]]  # digest, size
+
+
+@dataclass(frozen=True)
 class Upload:
     id: str
     repository: str
@@ -122,3 +130,41 @@ class MetaStore(Protocol):
     async def get_upload(self, upload_id: str) -> Upload | None: ...
 
     async def delete_upload(self, upload_id: str) -> None: ...
+
+    async def expired_uploads(self, before: float) -> list[Upload]:
+        """Upload sessions started before `before`."""
+
+    # Garbage collection: a plan from a snapshot, then re-checked deletions in small
+    # transactions, so the registry stays writable while it runs.
+    async def gc_plan(self, cutoff: float, delete_untagged: bool) -> GCPlan:
+        """What is unreachable: untagged manifests (only with `delete_untagged`) that no tag
+        reaches through index children, nested edges or subjects, and blobs that no remaining
+        manifest references; both only when older than `cutoff`."""
+
+    async def gc_delete_manifests(
+        self, keys: list[tuple[str, str]], cutoff: float
+    ) -> list[tuple[str, str]]:
+        """Delete these (repository, digest) manifests, re-checking each is still untagged,
+        unreferenced, not a referrer of a manifest that stays, and older than `cutoff`;
+        returns what went (an index goes before the children it references)."""
+
+    async def gc_delete_blobs(
+        self, digests: list[str], cutoff: float, delete: Callable[[str], None]
+    ) -> list[str]:
+        """Delete these blobs (rows and links, and their content through `delete`, under the
+        write lock), re-checking each is still unreferenced and older than `cutoff`; a digest
+        with no row at all (content left by a crash) is deleted too. Returns what went."""
+
+    # Consistency checks (fsck).
+    async def all_blobs(self) -> dict[str, int]:
+        """Every blob row: digest -> size."""
+
+    async def all_manifests(self) -> list[tuple[str, str, bytes]]:
+        """Every manifest: (repository, digest, content)."""
+
+    async def dangling_references(self) -> list[tuple[str, str, str, str]]:
+        """Edges whose target is missing: (repository, manifest digest, kind, target)."""
+
+    async def forget_blobs(self, digests: list[str], delete: Callable[[str], None]) -> None:
+        """Drop blobs whose content is lost or corrupt, rows and content (through `delete`,
+        under the write lock), for fsck --repair."""
