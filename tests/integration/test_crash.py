@@ -1,8 +1,10 @@
-"""SIGKILL in the middle of uploads and manifest pushes loses nothing acknowledged and leaves
-nothing half visible."""
+"""SIGKILL at random moments of a mixed workload (uploads, chunked uploads, mounts, manifest
+and tag pushes, tag deletes, garbage collection), many times over: every acknowledged write
+reads back byte for byte, nothing unacknowledged is half visible, and fsck stays clean."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import subprocess
@@ -23,6 +25,7 @@ class Ledger:
     blobs: dict[tuple[str, str], bytes] = field(default_factory=dict)
     attempted: set[tuple[str, str]] = field(default_factory=set)
     tags: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    deleted: set[tuple[str, str]] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -50,38 +53,83 @@ def _blob(c: httpx.Client, rnd: random.Random, ledger: Ledger, repo: str) -> tup
     return digest, len(data)
 
 
+def _manifest(c: httpx.Client, rnd: random.Random, ledger: Ledger, repo: str, tag: str) -> None:
+    config, config_size = _blob(c, rnd, ledger, repo)
+    layer, layer_size = _blob(c, rnd, ledger, repo)
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config, "size": config_size},
+            "layers": [{"mediaType": OCI_LAYER, "digest": layer, "size": layer_size}],
+        }
+    ).encode()
+    r = c.put(f"/v2/{repo}/manifests/{tag}", content=body, headers={"Content-Type": OCI_MANIFEST})
+    assert r.status_code == 201, r.text
+    with ledger.lock:
+        ledger.tags[(repo, tag)] = body
+
+
+def _mount(c: httpx.Client, rnd: random.Random, ledger: Ledger, repo: str) -> None:
+    with ledger.lock:
+        if not ledger.blobs:
+            return
+        source, digest = rnd.choice(sorted(ledger.blobs))
+        data = ledger.blobs[(source, digest)]
+        ledger.attempted.add((repo, digest))
+    r = c.post(f"/v2/{repo}/blobs/uploads/", params={"mount": digest, "from": source})
+    assert r.status_code == 201, r.text
+    with ledger.lock:
+        ledger.blobs[(repo, digest)] = data
+
+
 def _workload(url: str, seed: int, ledger: Ledger) -> None:
     rnd = random.Random(seed)
     with httpx.Client(base_url=url, timeout=10) as c:
         try:
-            while True:
+            for n in itertools.count():
                 repo = f"crash/r{rnd.randint(0, 3)}"
-                if rnd.random() < 0.6:
+                tag = f"t{seed}-{n}"  # one writer per tag: acknowledgements are ordered
+                action = rnd.random()
+                if action < 0.5:
                     _blob(c, rnd, ledger, repo)
-                    continue
-                config, config_size = _blob(c, rnd, ledger, repo)
-                layer, layer_size = _blob(c, rnd, ledger, repo)
-                body = json.dumps(
-                    {
-                        "schemaVersion": 2,
-                        "mediaType": OCI_MANIFEST,
-                        "config": {"mediaType": OCI_CONFIG, "digest": config, "size": config_size},
-                        "layers": [{"mediaType": OCI_LAYER, "digest": layer, "size": layer_size}],
-                    }
-                ).encode()
-                tag = f"t{rnd.randint(0, 1000)}"
-                r = c.put(
-                    f"/v2/{repo}/manifests/{tag}",
-                    content=body,
-                    headers={"Content-Type": OCI_MANIFEST},
-                )
-                assert r.status_code == 201, r.text
-                with ledger.lock:
-                    ledger.tags[(repo, tag)] = body
+                elif action < 0.65:
+                    _mount(c, rnd, ledger, repo)
+                elif action < 0.9:
+                    _manifest(c, rnd, ledger, repo, tag)
+                else:
+                    # A tag pushed then deleted: once the DELETE is acknowledged it stays gone.
+                    _manifest(c, rnd, ledger, repo, tag)
+                    with ledger.lock:
+                        del ledger.tags[(repo, tag)]
+                    r = c.delete(f"/v2/{repo}/manifests/{tag}")
+                    assert r.status_code == 202, r.text
+                    with ledger.lock:
+                        ledger.deleted.add((repo, tag))
         except httpx.TransportError:
             return  # the server was killed
         except AssertionError as exc:
             ledger.errors.append(repr(exc))
+
+
+def _collector(server: Server, stop: threading.Event, procs: list[subprocess.Popen[bytes]]) -> None:
+    """Garbage collection running beside the workload, killed with the server."""
+    while not stop.is_set():
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ocinest",
+                "gc",
+                "--data",
+                str(server.data),
+                "--delete-untagged",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(proc)
+        proc.wait()
 
 
 def _verify(server: Server, ledger: Ledger) -> None:
@@ -94,6 +142,8 @@ def _verify(server: Server, ledger: Ledger) -> None:
             r = c.get(f"/v2/{repo}/manifests/{tag}")
             assert r.status_code == 200, (repo, tag)
             assert r.content == body
+        for repo, tag in ledger.deleted:
+            assert c.get(f"/v2/{repo}/manifests/{tag}").status_code == 404, (repo, tag)
         # What was attempted but not acknowledged is either absent or whole.
         for repo, digest in ledger.attempted - set(ledger.blobs):
             r = c.get(f"/v2/{repo}/blobs/{digest}")
@@ -105,18 +155,24 @@ def _verify(server: Server, ledger: Ledger) -> None:
 def test_sigkill_during_writes_loses_nothing_acknowledged(server: Server) -> None:
     ledger = Ledger()
     rnd = random.Random(1217)
-    for round_ in range(6):
-        workers = [
+    for round_ in range(10):
+        stop = threading.Event()
+        gc_procs: list[subprocess.Popen[bytes]] = []
+        threads = [
             threading.Thread(target=_workload, args=(server.url, round_ * 100 + i, ledger))
             for i in range(4)
         ]
-        for w in workers:
-            w.start()
+        threads.append(threading.Thread(target=_collector, args=(server, stop, gc_procs)))
+        for t in threads:
+            t.start()
         time.sleep(rnd.uniform(0.3, 1.5))
         server.kill()
-        for w in workers:
-            w.join(timeout=30)
-            assert not w.is_alive()
+        stop.set()
+        for proc in gc_procs:
+            proc.kill()
+        for t in threads:
+            t.join(timeout=60)
+            assert not t.is_alive()
         assert not ledger.errors
         server.start()
         _verify(server, ledger)
@@ -126,4 +182,6 @@ def test_sigkill_during_writes_loses_nothing_acknowledged(server: Server) -> Non
             text=True,
         )
         assert check.returncode == 0, check.stdout + check.stderr
-    assert len(ledger.blobs) > 20 and ledger.tags, "the workload did too little to mean anything"
+    assert len(ledger.blobs) > 50 and len(ledger.tags) > 10 and ledger.deleted, (
+        "the workload did too little to mean anything"
+    )

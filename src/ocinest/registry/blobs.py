@@ -136,9 +136,12 @@ async def _monolithic(
 
 
 async def _commit(reg: Registry, name: str, upload_id: str, digest: Digest) -> None:
-    """Verify the upload and make it the blob `digest`, linked in `name`."""
+    """Verify the upload and make it the blob `digest`, linked in `name`; the session ends."""
     size = await reg.blobs.verify(upload_id, digest)
-    await reg.meta.link_blob(name, digest, size, lambda: reg.blobs.publish(upload_id, digest))
+    await reg.meta.link_blob(
+        name, digest, size, lambda: reg.blobs.publish(upload_id, digest), upload_id
+    )
+    await reg.blobs.abort(upload_id)
 
 
 async def _session(reg: Registry, name: str, upload_id: str) -> int:
@@ -202,7 +205,6 @@ async def finish_upload(request: web.Request, name: str, upload_id: str) -> web.
     if request.body_exists:
         await _append(request, reg, name, upload_id, size)
     await _commit(reg, name, upload_id, digest)
-    await reg.meta.delete_upload(upload_id)
     return _created(name, digest)
 
 
@@ -214,6 +216,7 @@ async def upload_status(request: web.Request, name: str, upload_id: str) -> web.
 async def cancel_upload(request: web.Request, name: str, upload_id: str) -> web.Response:
     reg = registry(request)
     await _session(reg, name, upload_id)
-    await reg.blobs.abort(upload_id)
+    # The record first: a crash in between leaves only data, which gc removes.
     await reg.meta.delete_upload(upload_id)
+    await reg.blobs.abort(upload_id)
     return web.Response(status=204)

@@ -102,8 +102,8 @@ async def collect(
 
     expired = now - reg.config.upload_ttl
     for upload in await meta.expired_uploads(expired):
-        await blobs.abort(upload.id)
         await meta.delete_upload(upload.id)
+        await blobs.abort(upload.id)
         report.uploads.append(upload.id)
     # Data of sessions with no record (monolithic uploads cut off by a crash).
     for upload_id in blobs.stale_uploads(cutoff):

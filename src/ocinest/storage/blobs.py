@@ -49,8 +49,9 @@ class BlobStore(Protocol):
         """
 
     def publish(self, upload_id: str, digest: Digest) -> None:
-        """Make a verified upload the blob `digest`, atomically and durably. The MetaStore
-        calls it while it holds its write lock, so that it never races a deletion."""
+        """Make a verified upload the blob `digest`, atomically and durably, keeping the
+        upload's data (`abort` drops it once the metadata committed). The MetaStore calls it
+        while it holds its write lock, so that it never races a deletion."""
 
     def delete(self, digest: Digest) -> None:
         """Delete the blob; called by the MetaStore under its write lock."""

@@ -175,11 +175,13 @@ class FilesystemBlobStore:
             raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} is gone") from None
 
     def publish(self, upload_id: str, digest: Digest) -> None:
+        # A hard link, not a rename: should the metadata transaction around it not commit,
+        # the upload keeps its data.
         target = self._blob_path(digest)
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self._upload_path(upload_id), target)
+        with contextlib.suppress(FileExistsError):  # the same content, verified before
+            os.link(self._upload_path(upload_id), target)
         _fsync_dir(target.parent)
-        _fsync_dir(self._uploads)
 
     def delete(self, digest: Digest) -> None:
         target = self._blob_path(digest)

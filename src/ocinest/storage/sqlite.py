@@ -202,9 +202,12 @@ class SQLiteMetaStore:
         digest: Digest,
         size: int,
         publish: Callable[[], None] | None = None,
+        upload_id: str | None = None,
     ) -> bool:
         def link(c: sqlite3.Connection) -> bool:
             now = time.time()
+            if upload_id is not None:
+                c.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
             if publish is not None:
                 publish()
                 c.execute(
