@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -41,6 +42,8 @@ class Server:
     port: int
     args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    # The CA that signed the server's certificate, when it serves TLS.
+    ca: Path | None = None
 
     @property
     def host(self) -> str:
@@ -48,7 +51,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.ca else 'http'}://{self.host}"
 
     def start(self) -> None:
         log = open(self.data.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
@@ -72,8 +75,10 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}")
             try:
-                if httpx.get(self.url + "/v2/", timeout=1).status_code == 200:
-                    return
+                # Any answer will do: with auth on, /v2/ answers 401.
+                trust = ssl.create_default_context(cafile=str(self.ca)) if self.ca else True
+                httpx.get(self.url + "/v2/", timeout=1, verify=trust)
+                return
             except httpx.TransportError:
                 time.sleep(0.05)
         raise RuntimeError("server did not start")

@@ -13,12 +13,14 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from ocinest.oci.digest import Digest
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.names import validate_name
 from ocinest.registry import blobs, gc, listing, manifests, nested, observability
+from ocinest.registry.auth import IDENTITY, token_endpoint
 from ocinest.registry.config import Config
 from ocinest.registry.errors import error_middleware
-from ocinest.registry.state import REGISTRY, Registry
+from ocinest.registry.state import REGISTRY, Registry, registry
 
 Route = Callable[..., Awaitable[web.StreamResponse]]
 
@@ -26,70 +28,115 @@ API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 
 async def base(request: web.Request) -> web.Response:
-    return web.json_response({}, headers={**API_HEADERS, **nested.NESTED_HEADER})
+    return web.json_response({}, headers=nested.NESTED_HEADER)
 
+
+PULL, PUSH, DELETE = "pull", "push", "delete"
+LOGIN = None  # any valid credentials
+Method = tuple[Route, str | None]
 
 # Longest patterns first: a repository name may itself contain "blobs" or "manifests".
-_TABLE: list[tuple[str, str, dict[str, Route]]] = [
-    ("base", r"^/v2/?$", {"GET": base, "HEAD": base}),
-    ("catalog", r"^/v2/_catalog$", {"GET": listing.catalog}),
-    ("tree", r"^/v2/(?P<name>.+)/_ocinest/tree/(?P<reference>[^/]+)$", {"GET": nested.get_tree}),
-    ("upload_start", r"^/v2/(?P<name>.+)/blobs/uploads/?$", {"POST": blobs.start_upload}),
+_TABLE: list[tuple[str, str, dict[str, Method]]] = [
+    ("base", r"^/v2/?$", {"GET": (base, LOGIN), "HEAD": (base, LOGIN)}),
+    ("catalog", r"^/v2/_catalog$", {"GET": (listing.catalog, LOGIN)}),
+    (
+        "tree",
+        r"^/v2/(?P<name>.+)/_ocinest/tree/(?P<reference>[^/]+)$",
+        {"GET": (nested.get_tree, PULL)},
+    ),
+    (
+        "upload_start",
+        r"^/v2/(?P<name>.+)/blobs/uploads/?$",
+        {"POST": (blobs.start_upload, PUSH)},
+    ),
     (
         "upload",
         r"^/v2/(?P<name>.+)/blobs/uploads/(?P<upload_id>[^/]+)$",
         {
-            "GET": blobs.upload_status,
-            "PATCH": blobs.patch_upload,
-            "PUT": blobs.finish_upload,
-            "DELETE": blobs.cancel_upload,
+            "GET": (blobs.upload_status, PUSH),
+            "PATCH": (blobs.patch_upload, PUSH),
+            "PUT": (blobs.finish_upload, PUSH),
+            "DELETE": (blobs.cancel_upload, PUSH),
         },
     ),
     (
         "blob",
         r"^/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)$",
-        {"GET": blobs.get_blob, "HEAD": blobs.get_blob, "DELETE": blobs.delete_blob},
+        {
+            "GET": (blobs.get_blob, PULL),
+            "HEAD": (blobs.get_blob, PULL),
+            "DELETE": (blobs.delete_blob, DELETE),
+        },
     ),
     (
         "manifest",
         r"^/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)$",
         {
-            "GET": manifests.get_manifest,
-            "HEAD": manifests.get_manifest,
-            "PUT": manifests.put_manifest,
-            "DELETE": manifests.delete_manifest,
+            "GET": (manifests.get_manifest, PULL),
+            "HEAD": (manifests.get_manifest, PULL),
+            "PUT": (manifests.put_manifest, PUSH),
+            "DELETE": (manifests.delete_manifest, DELETE),
         },
     ),
-    ("tags", r"^/v2/(?P<name>.+)/tags/list$", {"GET": listing.list_tags}),
+    ("tags", r"^/v2/(?P<name>.+)/tags/list$", {"GET": (listing.list_tags, PULL)}),
     (
         "referrers",
         r"^/v2/(?P<name>.+)/referrers/(?P<digest>[^/]+)$",
-        {"GET": manifests.get_referrers},
+        {"GET": (manifests.get_referrers, PULL)},
     ),
 ]
 ROUTES = [(name, re.compile(pattern), methods) for name, pattern, methods in _TABLE]
 
 
+async def _authorize(
+    request: web.Request, route: str, action: str | None, params: dict[str, Any]
+) -> None:
+    reg = registry(request)
+    auth = reg.auth
+    identity = request[IDENTITY] = auth.identify(request)
+    if action is LOGIN:
+        auth.require_login(identity, request)
+        return
+    name = params["name"]
+    if auth.can(identity, name, action):
+        return
+    # Pull on a parent grants pull, by digest, of what its manifests reach in the child.
+    reference = params.get("digest") or params.get("reference") or ""
+    if route in ("blob", "manifest") and action == PULL and Digest.looks_like(reference):
+        for ancestor in await reg.meta.reached_through(name, reference):
+            if auth.can(identity, ancestor, PULL):
+                return
+    raise auth.deny(identity, request, name, action)
+
+
 async def dispatch(request: web.Request) -> web.StreamResponse:
     # The raw path, so that "..", "%2F" and the like reach name validation as sent.
     path = urllib.parse.unquote(request.raw_path.split("?", 1)[0])
-    for name, pattern, methods in ROUTES:
+    for route, pattern, methods in ROUTES:
         m = pattern.match(path)
         if m is None:
             continue
-        request[observability.ROUTE] = name
-        handler = methods.get(request.method)
-        if handler is None:
+        request[observability.ROUTE] = route
+        if request.method not in methods:
             raise OCIError(
                 ErrorCode.UNSUPPORTED,
                 f"{request.method} is not supported here; allowed: {', '.join(methods)}",
                 headers={"Allow": ", ".join(methods)},
             )
+        handler, action = methods[request.method]
         params: dict[str, Any] = m.groupdict()
         if "name" in params:
             validate_name(params["name"])
+        await _authorize(request, route, action, params)
         return await handler(request, **params)
     raise OCIError(ErrorCode.UNSUPPORTED, f"no such endpoint: {path[:200]}", status=404)
+
+
+async def token(request: web.Request) -> web.Response:
+    auth = registry(request).auth
+    if auth.signing_key is None:
+        raise web.HTTPNotFound()
+    return await token_endpoint(request, auth)
 
 
 @web.middleware
@@ -104,6 +151,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         return response
     except web.HTTPException as exc:
         status = exc.status
+        exc.headers.update(API_HEADERS)
         raise
     finally:
         observability.observe(request, status, time.perf_counter() - start)
@@ -125,6 +173,8 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(stores)
     app.router.add_route("*", "/v2", dispatch)
     app.router.add_route("*", "/v2/{tail:.*}", dispatch)
+    app.router.add_route("GET", "/auth/token", token)
+    app.router.add_route("POST", "/auth/token", token)
     app.router.add_get("/metrics", observability.metrics)
     app.router.add_get("/healthz", observability.health)
     return app

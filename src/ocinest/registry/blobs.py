@@ -16,7 +16,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ocinest.oci.digest import Digest
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.names import validate_name
-from ocinest.registry.state import Registry, registry
+from ocinest.registry.state import Registry, access, registry
 from ocinest.storage.blobs import UploadOffsetMismatch
 from ocinest.storage.meta import Upload
 
@@ -94,7 +94,7 @@ async def start_upload(request: web.Request, name: str) -> web.Response:
     reg = registry(request)
     query = request.query
     if "mount" in query:
-        mounted = await _mount(reg, name, Digest.parse(query["mount"]), query.get("from"))
+        mounted = await _mount(request, name, Digest.parse(query["mount"]), query.get("from"))
         if mounted is not None:
             return _created(name, mounted)
     elif "digest" in query:
@@ -105,16 +105,23 @@ async def start_upload(request: web.Request, name: str) -> web.Response:
     return web.Response(status=202, headers=_upload_headers(name, upload_id, 0))
 
 
-async def _mount(reg: Registry, name: str, digest: Digest, source: str | None) -> Digest | None:
+async def _mount(
+    request: web.Request, name: str, digest: Digest, source: str | None
+) -> Digest | None:
     """Link `digest` into `name` from `source` (or, without one, from any repository that
-    has it); None when it cannot be mounted and a normal upload must follow."""
+    has it) that the caller may pull; None when it cannot be mounted and a normal upload
+    must follow (which tells nothing of whether the blob exists elsewhere)."""
+    reg = registry(request)
     if source is not None:
         candidates = [validate_name(source)]
     elif reg.config.auto_mount:
         candidates = await reg.meta.repositories_with_blob(digest, AUTO_MOUNT_CANDIDATES)
     else:
         return None
+    can = access(request).can
     for candidate in candidates:
+        if not can(candidate, "pull"):
+            continue
         size = await reg.meta.blob_size(candidate, digest)
         if size is not None and await reg.meta.link_blob(name, digest, size):
             return digest

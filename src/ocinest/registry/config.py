@@ -35,6 +35,22 @@ class Config:
     # Bounds of the nested tree endpoint.
     tree_max_depth: int = 32
     tree_max_nodes: int = 10_000
+    # Authentication: Basic against an htpasswd (bcrypt) file; or Bearer tokens, issued by the
+    # built-in endpoint /auth/token when token_key (a private key, PEM) is set, or by an
+    # external issuer whose public key (PEM) or JWKS file is given. policy maps users and
+    # groups to repository patterns and actions.
+    htpasswd: Path | None = None
+    policy: Path | None = None
+    token_key: Path | None = None
+    token_public_key: Path | None = None
+    token_jwks: Path | None = None
+    token_issuer: str = "ocinest"
+    token_service: str = "ocinest"
+    token_realm: str | None = None
+    token_ttl: float = 300
+    # TLS: both files in PEM.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @property
     def host(self) -> str:
@@ -52,7 +68,27 @@ class Config:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
         if self.workers > 1 and int(port) == 0:
             raise ConfigError("several workers need a fixed port, not 0")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("TLS needs both tls_cert and tls_key")
+        if self.token_key and (self.token_public_key or self.token_jwks):
+            raise ConfigError("token_key (built-in issuer) excludes an external issuer's key")
+        for name in (
+            "htpasswd",
+            "policy",
+            "token_key",
+            "token_public_key",
+            "token_jwks",
+            "tls_cert",
+            "tls_key",
+        ):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ConfigError(f"{name}: no such file {path}")
         return self
+
+    @property
+    def token_auth(self) -> bool:
+        return bool(self.token_key or self.token_public_key or self.token_jwks)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -75,7 +111,11 @@ def parse_duration(value: Any) -> float:
 
 
 def _coerce(name: str, value: Any) -> Any:
-    kind = {f.name: f.type for f in fields(Config)}[name]
+    kind = str({f.name: f.type for f in fields(Config)}[name])
+    if kind.endswith(" | None"):
+        if value is None or value == "":
+            return None
+        kind = kind.removesuffix(" | None")
     try:
         if kind == "Path":
             return Path(str(value))

@@ -7,6 +7,7 @@ import urllib.parse
 from aiohttp import web
 
 from ocinest.oci.errors import ErrorCode, OCIError
+from ocinest.registry.auth import IDENTITY
 from ocinest.registry.state import registry
 
 # The most entries one page holds, whatever `n` asks.
@@ -48,8 +49,16 @@ async def list_tags(request: web.Request, name: str) -> web.Response:
 
 
 async def catalog(request: web.Request) -> web.Response:
+    """The repositories the caller can pull."""
     limit = _page_size(request)
-    repositories = await registry(request).meta.list_repositories(
-        limit + 1, request.query.get("last")
-    )
-    return _page(request, "repositories", repositories, limit, {})
+    reg = registry(request)
+    identity = request[IDENTITY]
+    visible: list[str] = []
+    last = request.query.get("last")
+    while limit > 0 and len(visible) <= limit:
+        batch = await reg.meta.list_repositories(limit + 1, last)
+        visible += [r for r in batch if reg.auth.can_list(identity, r)]
+        if len(batch) <= limit:
+            break
+        last = batch[-1]
+    return _page(request, "repositories", visible[: limit + 1], limit, {})

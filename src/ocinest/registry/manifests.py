@@ -8,10 +8,10 @@ from aiohttp import web
 
 from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest
-from ocinest.oci.errors import ErrorCode, OCIError
+from ocinest.oci.errors import ErrorCode, ErrorDetail, OCIError
 from ocinest.oci.manifest import MAX_MANIFEST_SIZE, check_child_paths, parse_manifest
 from ocinest.oci.names import is_tag
-from ocinest.registry.state import registry
+from ocinest.registry.state import access, registry
 from ocinest.storage.meta import StoredManifest
 
 
@@ -97,6 +97,19 @@ async def put_manifest(request: web.Request, name: str, reference: str) -> web.R
     problems = check_child_paths(name, manifest)
     if problems:
         raise OCIError.many([p.errors[0] for p in problems])
+    # No probing: referencing a child needs an explicit pull grant on it, checked before
+    # anything is looked up, so the answer is the same whether the child exists or not.
+    can = access(request).can
+    denied = [
+        ErrorDetail(
+            ErrorCode.DENIED,
+            f"referencing {child} from an index needs pull access to it",
+        )
+        for child in sorted({f"{name}/{r.child}" for r in manifest.references if r.child})
+        if not can(child, "pull")
+    ]
+    if denied:
+        raise OCIError.many(denied)
     await reg.meta.put_manifest(name, manifest, tag)
     headers = {
         "Location": f"/v2/{name}/manifests/{manifest.digest}",

@@ -7,19 +7,34 @@ import contextlib
 import logging
 import os
 import signal
+import ssl
 import sys
 
 from aiohttp import web
 
 from ocinest.registry.app import create_app
-from ocinest.registry.config import Config
+from ocinest.registry.auth import Auth
+from ocinest.registry.config import Config, ConfigError
 from ocinest.registry.observability import JSONAccessLogger
+from ocinest.registry.policy import PolicyError
 
 log = logging.getLogger("ocinest.registry")
 
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(message)s", stream=sys.stderr)
+
+
+def _tls(config: Config) -> ssl.SSLContext | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    return context
+
+
+def scheme(config: Config) -> str:
+    return "https" if config.tls_cert else "http"
 
 
 async def _run(config: Config, reuse_port: bool, announce: bool) -> None:
@@ -31,12 +46,20 @@ async def _run(config: Config, reuse_port: bool, announce: bool) -> None:
         handle_signals=False,
     )
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port, backlog=1024)
+    site = web.TCPSite(
+        runner,
+        config.host,
+        config.port,
+        reuse_port=reuse_port,
+        backlog=1024,
+        ssl_context=_tls(config),
+    )
     await site.start()
     if announce:
         host, port = runner.addresses[0][:2]
         log.info(
-            "ocinest listening on http://%s:%s (%d worker%s), data in %s",
+            "ocinest listening on %s://%s:%s (%d worker%s), data in %s",
+            scheme(config),
             host,
             port,
             config.workers,
@@ -66,6 +89,10 @@ def _worker(config: Config) -> int:
 
 def serve(config: Config) -> None:
     """Serve until SIGTERM or SIGINT."""
+    try:
+        Auth.from_config(config)
+    except (PolicyError, ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from None
     config.data.mkdir(parents=True, exist_ok=True)
     if config.workers == 1:
         asyncio.run(_run(config, reuse_port=False, announce=True))
@@ -74,7 +101,8 @@ def serve(config: Config) -> None:
     create_app(config)
     workers = {_worker(config) for _ in range(config.workers)}
     log.info(
-        "ocinest listening on http://%s (%d workers), data in %s",
+        "ocinest listening on %s://%s (%d workers), data in %s",
+        scheme(config),
         config.addr,
         config.workers,
         config.data.resolve(),

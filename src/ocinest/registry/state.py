@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from ocinest.registry.auth import IDENTITY, Access, Auth
 from ocinest.registry.config import Config
 from ocinest.storage.blobs import BlobStore
 from ocinest.storage.filesystem import FilesystemBlobStore
@@ -18,12 +19,18 @@ class Registry:
     config: Config
     blobs: BlobStore
     meta: MetaStore
+    auth: Auth
 
     @classmethod
     def open(cls, config: Config) -> Registry:
-        """The stores the configuration names."""
+        """The stores and the authorities the configuration names."""
         data = config.data.resolve()
-        return cls(config, FilesystemBlobStore(data), SQLiteMetaStore(data / "meta.db"))
+        return cls(
+            config,
+            FilesystemBlobStore(data),
+            SQLiteMetaStore(data / "meta.db"),
+            Auth.from_config(config),
+        )
 
     async def close(self) -> None:
         await self.meta.close()
@@ -35,3 +42,7 @@ REGISTRY = web.AppKey("registry", Registry)
 
 def registry(request: web.Request) -> Registry:
     return request.app[REGISTRY]
+
+
+def access(request: web.Request) -> Access:
+    return Access(request.app[REGISTRY].auth, request[IDENTITY])

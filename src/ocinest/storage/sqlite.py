@@ -84,6 +84,7 @@ SCHEMA = [
         PRIMARY KEY (repo_id, owner, kind, target_repo_id, digest)
     );
     CREATE INDEX reach_by_digest ON reach(repo_id, digest, kind);
+    CREATE INDEX reach_by_target ON reach(target_repo_id, digest);
     CREATE TABLE uploads (
         id TEXT PRIMARY KEY,
         repository TEXT NOT NULL,
@@ -269,6 +270,15 @@ class SQLiteMetaStore:
             )
         row = self._reader.execute(sql, (repository, reference)).fetchone()
         return None if row is None else StoredManifest(row[0], row[1], row[2], bytes(row[3]))
+
+    async def reached_through(self, repository: str, digest: str) -> list[str]:
+        rows = self._reader.execute(
+            "SELECT DISTINCT p.name FROM repositories t "
+            "JOIN reach x ON x.target_repo_id = t.id AND x.digest = ? "
+            "JOIN repositories p ON p.id = x.repo_id WHERE t.name = ?",
+            (digest, repository),
+        ).fetchall()
+        return [r[0] for r in rows]
 
     async def manifest_nodes(
         self, keys: list[tuple[str, str]]
