@@ -42,6 +42,29 @@ main.add_command(fsck_command)
     "--access-log/--no-access-log", default=None, help="JSON access log on stderr [default on]."
 )
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
+@click.option(
+    "--htpasswd",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Basic auth: an htpasswd file of bcrypt hashes.",
+)
+@click.option(
+    "--policy",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Who may pull, push and delete where (YAML).",
+)
+@click.option(
+    "--token-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Token auth: a private key (PEM, EC P-256 or RSA) for the built-in issuer at /auth/token.",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TLS certificate chain (PEM).",
+)
+@click.option(
+    "--tls-key", type=click.Path(path_type=Path, dir_okay=False), help="TLS private key (PEM)."
+)
 def serve_command(
     addr: str | None,
     data: Path | None,
@@ -49,6 +72,11 @@ def serve_command(
     workers: int | None,
     access_log: bool | None,
     log_level: str | None,
+    htpasswd: Path | None,
+    policy: Path | None,
+    token_key: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
 ) -> None:
     """Run the registry."""
     try:
@@ -59,13 +87,22 @@ def serve_command(
             workers=workers,
             access_log=access_log,
             log_level=log_level,
+            htpasswd=htpasswd,
+            policy=policy,
+            token_key=token_key,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     configure_logging(config.log_level)
     try:
         serve(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(
             f"cannot serve on {config.addr}: {exc.strerror or exc}"
         ) from None
+
+
