@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +35,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def backend_settings() -> dict[str, object]:
+    """The storage settings of the configuration under test (OCINEST_TEST_METADATA), each
+    server on fresh, empty stores."""
+    if os.environ.get("OCINEST_TEST_METADATA", "sqlite") != "postgres":
+        return {}
+    import psycopg
+
+    admin = os.environ["OCINEST_TEST_POSTGRES"]
+    name = f"t_{uuid.uuid4().hex}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}".encode())
+    return {"metadata": "postgres", "postgres_dsn": admin.rsplit("/", 1)[0] + "/" + name}
+
+
 @dataclass
 class Server:
-    """A running `ocinest serve` process."""
+    """A running `ocinest serve` process, configured by a YAML file of its own."""
 
     data: Path
     port: int
@@ -44,6 +59,28 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     # The CA that signed the server's certificate, when it serves TLS.
     ca: Path | None = None
+    settings: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.settings = {"data": str(self.data), **backend_settings(), **self.settings}
+        self._write_config()
+
+    @property
+    def config(self) -> Path:
+        return self.data.parent / f"config-{self.port}.yaml"
+
+    def _write_config(self) -> None:
+        self.data.parent.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(json.dumps(self.settings))  # JSON is YAML
+
+    def configure(self, **settings: object) -> None:
+        """Change settings; they take effect at the next start."""
+        self.settings.update(settings)
+        self._write_config()
+
+    def cli_args(self) -> list[str]:
+        """What `ocinest gc`/`fsck` need to reach this server's stores."""
+        return ["--config", str(self.config)]
 
     @property
     def host(self) -> str:
@@ -63,8 +100,8 @@ class Server:
                 "serve",
                 "--addr",
                 self.host,
-                "--data",
-                str(self.data),
+                "--config",
+                str(self.config),
                 *self.args,
             ],
             stdout=log,

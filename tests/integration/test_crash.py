@@ -116,15 +116,7 @@ def _collector(server: Server, stop: threading.Event, procs: list[subprocess.Pop
     """Garbage collection running beside the workload, killed with the server."""
     while not stop.is_set():
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ocinest",
-                "gc",
-                "--data",
-                str(server.data),
-                "--delete-untagged",
-            ],
+            [sys.executable, "-m", "ocinest", "gc", *server.cli_args(), "--delete-untagged"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -177,7 +169,7 @@ def test_sigkill_during_writes_loses_nothing_acknowledged(server: Server) -> Non
         server.start()
         _verify(server, ledger)
         check = subprocess.run(
-            [sys.executable, "-m", "ocinest", "fsck", "--data", str(server.data)],
+            [sys.executable, "-m", "ocinest", "fsck", *server.cli_args()],
             capture_output=True,
             text=True,
         )

@@ -30,14 +30,14 @@ def ocinest(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def gc(server: Server, *args: str) -> dict[str, object]:
-    r = ocinest("gc", "--data", str(server.data), "--json", *args)
+    r = ocinest("gc", *server.cli_args(), "--json", *args)
     assert r.returncode == 0, r.stderr
     report: dict[str, object] = json.loads(r.stdout)
     return report
 
 
 def fsck(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
-    return ocinest("fsck", "--data", str(server.data), *args)
+    return ocinest("fsck", *server.cli_args(), *args)
 
 
 def layers_of(body: bytes) -> list[str]:
@@ -122,15 +122,11 @@ def test_grace_window_and_dry_run(server: Server, client: httpx.Client) -> None:
 
 def test_expired_upload_sessions_are_purged(server: Server, client: httpx.Client) -> None:
     server.stop()
-    config = server.data.parent / "ttl.yaml"
-    config.write_text(f"data: {server.data}\nupload_ttl: 0s\n")
-    server.args = ["--config", str(config)]
+    server.configure(upload_ttl="0s")
     server.start()
     location = client.post("/v2/up/blobs/uploads/").headers["Location"]
     assert client.patch(location, content=b"partial").status_code == 202
-    r = ocinest("gc", "--config", str(config), "--json")
-    assert r.returncode == 0, r.stderr
-    assert len(json.loads(r.stdout)["uploads"]) == 1
+    assert len(gc(server)["uploads"]) == 1  # type: ignore[arg-type]
     assert client.get(location).status_code == 404
 
 

@@ -252,11 +252,9 @@ def test_tree(client: httpx.Client, ko_build: dict[str, tuple[str, bytes]]) -> N
     assert r.status_code == 404 and error_codes(r) == ["MANIFEST_UNKNOWN"]
 
 
-def test_tree_bounds(tmp_path: object, server: Server) -> None:
+def test_tree_bounds(server: Server) -> None:
     server.stop()
-    config = server.data.parent / "small.yaml"
-    config.write_text("tree_max_depth: 1\ntree_max_nodes: 3\n")
-    server.args = ["--config", str(config)]
+    server.configure(tree_max_depth=1, tree_max_nodes=3)
     server.start()
     with httpx.Client(base_url=server.url) as client:
         leaf, leaf_body = push_image(client, "t/a/b")

@@ -37,7 +37,7 @@ def _run(data: Path | None, config_file: Path | None, job: Callable[[Registry], 
         config = load_config(config_file, data=data)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    if not (config.data / "meta.db").exists():
+    if config.metadata == "sqlite" and not (config.data / "meta.db").exists():
         raise click.ClickException(f"no registry data in {config.data.resolve()}")
 
     async def main() -> T:

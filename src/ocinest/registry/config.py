@@ -20,6 +20,10 @@ class ConfigError(Exception):
 class Config:
     addr: str = "127.0.0.1:5000"
     data: Path = Path("ocinest-data")
+    # Where metadata lives: sqlite (in the data folder) or postgres (postgres_dsn, shared by
+    # every process of a scale-out deployment).
+    metadata: str = "sqlite"
+    postgres_dsn: str | None = None
     workers: int = 1
     access_log: bool = True
     log_level: str = "info"
@@ -68,6 +72,10 @@ class Config:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
         if self.workers > 1 and int(port) == 0:
             raise ConfigError("several workers need a fixed port, not 0")
+        if self.metadata not in ("sqlite", "postgres"):
+            raise ConfigError(f"metadata must be sqlite or postgres, not {self.metadata!r}")
+        if self.metadata == "postgres" and not self.postgres_dsn:
+            raise ConfigError("metadata: postgres needs postgres_dsn")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("TLS needs both tls_cert and tls_key")
         if self.token_key and (self.token_public_key or self.token_jwks):

@@ -11,6 +11,7 @@ from ocinest.registry.config import Config
 from ocinest.storage.blobs import BlobStore
 from ocinest.storage.filesystem import FilesystemBlobStore
 from ocinest.storage.meta import MetaStore
+from ocinest.storage.postgres import PostgresMetaStore
 from ocinest.storage.sqlite import SQLiteMetaStore
 
 
@@ -25,12 +26,13 @@ class Registry:
     def open(cls, config: Config) -> Registry:
         """The stores and the authorities the configuration names."""
         data = config.data.resolve()
-        return cls(
-            config,
-            FilesystemBlobStore(data),
-            SQLiteMetaStore(data / "meta.db"),
-            Auth.from_config(config),
-        )
+        meta: MetaStore
+        if config.metadata == "postgres":
+            assert config.postgres_dsn is not None
+            meta = PostgresMetaStore(config.postgres_dsn)
+        else:
+            meta = SQLiteMetaStore(data / "meta.db")
+        return cls(config, FilesystemBlobStore(data), meta, Auth.from_config(config))
 
     async def close(self) -> None:
         await self.meta.close()

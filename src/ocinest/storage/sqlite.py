@@ -14,79 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from ocinest.storage.sql import Connection, SQLMetaStore
+from ocinest.storage.sql import SCHEMA, Connection, SQLMetaStore, migration
 
 T = TypeVar("T")
 
-SCHEMA = [
-    """
-    CREATE TABLE repositories (
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE
-    );
-    CREATE TABLE blobs (
-        digest TEXT PRIMARY KEY,
-        size BIGINT NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL
-    );
-    CREATE TABLE repo_blobs (
-        repo_id INTEGER NOT NULL REFERENCES repositories(id),
-        digest TEXT NOT NULL REFERENCES blobs(digest),
-        linked_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (repo_id, digest)
-    );
-    CREATE INDEX repo_blobs_by_digest ON repo_blobs(digest);
-    CREATE TABLE manifests (
-        repo_id INTEGER NOT NULL REFERENCES repositories(id),
-        digest TEXT NOT NULL,
-        media_type TEXT NOT NULL,
-        size BIGINT NOT NULL,
-        content BLOB NOT NULL,
-        artifact_type TEXT,
-        subject TEXT,
-        annotations TEXT,
-        created_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (repo_id, digest)
-    );
-    CREATE INDEX manifests_by_subject ON manifests(repo_id, subject);
-    CREATE TABLE tags (
-        repo_id INTEGER NOT NULL REFERENCES repositories(id),
-        name TEXT NOT NULL,
-        digest TEXT NOT NULL,
-        updated_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (repo_id, name)
-    );
-    CREATE INDEX tags_by_digest ON tags(repo_id, digest);
-    -- Reference edges: manifest (repo_id, digest) needs a blob or a manifest in target_repo_id.
-    CREATE TABLE refs (
-        repo_id INTEGER NOT NULL,
-        digest TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        target_repo_id INTEGER NOT NULL REFERENCES repositories(id),
-        target_digest TEXT NOT NULL,
-        PRIMARY KEY (repo_id, digest, kind, target_repo_id, target_digest)
-    );
-    CREATE INDEX refs_by_target ON refs(target_repo_id, target_digest, kind);
-    -- Nested reach: content in target_repo_id readable through repo_id by digest, because
-    -- manifest `owner` of repo_id reaches it through nested descriptors. Filled when the
-    -- owner is pushed (manifests are immutable, referenced children cannot be deleted).
-    CREATE TABLE reach (
-        repo_id INTEGER NOT NULL,
-        owner TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        target_repo_id INTEGER NOT NULL,
-        digest TEXT NOT NULL,
-        PRIMARY KEY (repo_id, owner, kind, target_repo_id, digest)
-    );
-    CREATE INDEX reach_by_digest ON reach(repo_id, digest, kind);
-    CREATE INDEX reach_by_target ON reach(target_repo_id, digest);
-    CREATE TABLE uploads (
-        id TEXT PRIMARY KEY,
-        repository TEXT NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL
-    );
-    """,
-]
+# How the portable schema's types are spelled here.
+TYPES = {"ID": "INTEGER PRIMARY KEY", "BYTES": "BLOB", "NAME": "TEXT"}
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -113,9 +46,8 @@ class SQLiteDatabase:
         try:
             version = c.execute("PRAGMA user_version").fetchone()[0]
             for step in SCHEMA[version:]:
-                for statement in step.split(";"):
-                    if statement.strip():
-                        c.execute(statement)
+                for statement in migration(step, TYPES):
+                    c.execute(statement)
             c.execute(f"PRAGMA user_version = {len(SCHEMA)}")
             c.execute("COMMIT")
         except BaseException:
