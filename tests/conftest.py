@@ -36,17 +36,72 @@ def free_port() -> int:
 
 
 def backend_settings() -> dict[str, object]:
-    """The storage settings of the configuration under test (OCINEST_TEST_METADATA), each
-    server on fresh, empty stores."""
-    if os.environ.get("OCINEST_TEST_METADATA", "sqlite") != "postgres":
-        return {}
-    import psycopg
+    """The storage settings of the configuration under test, each server on fresh, empty
+    stores: OCINEST_TEST_METADATA=postgres (with OCINEST_TEST_POSTGRES, an admin DSN) and
+    OCINEST_TEST_STORAGE=s3 (with S3_ENDPOINT and the AWS_* keys)."""
+    settings: dict[str, object] = {}
+    if os.environ.get("OCINEST_TEST_METADATA") == "postgres":
+        import psycopg
 
-    admin = os.environ["OCINEST_TEST_POSTGRES"]
-    name = f"t_{uuid.uuid4().hex}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}".encode())
-    return {"metadata": "postgres", "postgres_dsn": admin.rsplit("/", 1)[0] + "/" + name}
+        admin = os.environ["OCINEST_TEST_POSTGRES"]
+        name = f"t_{uuid.uuid4().hex}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}".encode())
+        settings |= {"metadata": "postgres", "postgres_dsn": admin.rsplit("/", 1)[0] + "/" + name}
+    if os.environ.get("OCINEST_TEST_STORAGE") == "s3":
+        settings |= {
+            "storage": "s3",
+            "s3_endpoint": os.environ["S3_ENDPOINT"],
+            "s3_bucket": f"t-{uuid.uuid4().hex[:24]}",
+            "s3_part_size": 5 << 20,
+        }
+    return settings
+
+
+class StoredBlobs:
+    """The content a server's blob store holds, looked at from outside the server."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.s3 = None
+        if server.settings.get("storage") == "s3":
+            import boto3
+
+            self.s3 = boto3.client("s3", endpoint_url=str(server.settings["s3_endpoint"]))
+
+    def _key(self, digest: str) -> str:
+        algorithm, encoded = digest.split(":")
+        return f"blobs/{algorithm}/{encoded[:2]}/{encoded}"
+
+    def digests(self) -> list[str]:
+        if self.s3 is None:
+            root = self.server.data / "blobs"
+            return sorted(
+                f"{p.parent.parent.name}:{p.name}" for p in root.rglob("*") if p.is_file()
+            )
+        bucket = str(self.server.settings["s3_bucket"])
+        listing = self.s3.list_objects_v2(Bucket=bucket, Prefix="blobs/").get("Contents", [])
+        return sorted("{1}:{3}".format(*o["Key"].split("/")) for o in listing)
+
+    def uploads(self) -> list[str]:
+        if self.s3 is None:
+            return [p.name for p in (self.server.data / "uploads").iterdir()]
+        bucket = str(self.server.settings["s3_bucket"])
+        listing = self.s3.list_objects_v2(Bucket=bucket, Prefix="uploads/").get("Contents", [])
+        return [o["Key"] for o in listing]
+
+    def exists(self, digest: str) -> bool:
+        return digest in self.digests()
+
+    def corrupt(self, digest: str) -> None:
+        """Overwrite the blob's first bytes, behind the server's back."""
+        if self.s3 is None:
+            path = self.server.data / "blobs" / "sha256" / digest[7:9] / digest[7:]
+            path.write_bytes(b"rotten" + path.read_bytes()[6:])
+            return
+        bucket = str(self.server.settings["s3_bucket"])
+        body = self.s3.get_object(Bucket=bucket, Key=self._key(digest))["Body"].read()
+        self.s3.put_object(Bucket=bucket, Key=self._key(digest), Body=b"rotten" + body[6:])
 
 
 @dataclass

@@ -77,9 +77,44 @@ async def get_blob(request: web.Request, name: str, digest: str) -> web.StreamRe
         headers["Accept-Ranges"] = "bytes"
         return web.Response(status=200, headers=headers)
     path = reg.blobs.local_path(d)
-    if path is None:
-        raise OCIError(ErrorCode.UNSUPPORTED, "this blob store cannot serve blobs", status=501)
-    return web.FileResponse(path, headers=headers)
+    if path is not None:
+        return web.FileResponse(path, headers=headers)  # sendfile, with Range
+    url = reg.blobs.presigned_url(d)
+    if url is not None:
+        return web.Response(status=307, headers={**headers, "Location": url})
+    return await _stream(request, reg, d, size, headers)
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+async def _stream(
+    request: web.Request, reg: Registry, digest: Digest, size: int, headers: dict[str, str]
+) -> web.StreamResponse:
+    """The blob from a remote store, whole or one `Range`."""
+    start, end, status = 0, size, 200
+    m = _RANGE.match(request.headers.get("Range", "").replace(" ", ""))
+    if m and (m.group(1) or m.group(2)):
+        if m.group(1):
+            start = int(m.group(1))
+            end = min(int(m.group(2)) + 1, size) if m.group(2) else size
+        else:
+            start = max(size - int(m.group(2)), 0)
+        if start >= end:
+            raise OCIError(
+                ErrorCode.RANGE_INVALID,
+                f"range {request.headers['Range']!r} is outside the blob's {size} bytes",
+                headers={"Content-Range": f"bytes */{size}"},
+            )
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    response = web.StreamResponse(status=status, headers={**headers, "Accept-Ranges": "bytes"})
+    response.content_length = end - start
+    await response.prepare(request)
+    async for chunk in reg.blobs.read(digest, start, end):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 async def delete_blob(request: web.Request, name: str, digest: str) -> web.Response:

@@ -24,6 +24,18 @@ class Config:
     # every process of a scale-out deployment).
     metadata: str = "sqlite"
     postgres_dsn: str | None = None
+    # Where blobs live: filesystem (the data folder) or s3 (any S3-compatible service;
+    # credentials from s3_access_key/s3_secret_key or the usual AWS_* environment).
+    storage: str = "filesystem"
+    s3_bucket: str | None = None
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_prefix: str = ""
+    s3_part_size: int = 16 << 20
+    # Serve blob GETs as redirects to presigned URLs instead of streaming them.
+    s3_redirect: bool = False
     workers: int = 1
     access_log: bool = True
     log_level: str = "info"
@@ -76,6 +88,12 @@ class Config:
             raise ConfigError(f"metadata must be sqlite or postgres, not {self.metadata!r}")
         if self.metadata == "postgres" and not self.postgres_dsn:
             raise ConfigError("metadata: postgres needs postgres_dsn")
+        if self.storage not in ("filesystem", "s3"):
+            raise ConfigError(f"storage must be filesystem or s3, not {self.storage!r}")
+        if self.storage == "s3" and not self.s3_bucket:
+            raise ConfigError("storage: s3 needs s3_bucket")
+        if self.s3_part_size < 5 << 20:
+            raise ConfigError("s3_part_size must be at least 5 MiB (S3's smallest part)")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("TLS needs both tls_cert and tls_key")
         if self.token_key and (self.token_public_key or self.token_jwks):

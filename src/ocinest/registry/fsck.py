@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from ocinest.oci.digest import Digest
+from ocinest.oci.digest import Digest, new_hasher
 from ocinest.registry.state import Registry
 
 # Blobs hashed at once.
@@ -61,8 +61,12 @@ async def check(reg: Registry, *, repair: bool = False) -> FsckReport:
     async def verify(digest: str) -> bool:
         if on_disk[digest] != rows[digest]:
             return False
+        parsed = Digest.parse(digest)
+        hasher = new_hasher(parsed.algorithm)
         async with sem:
-            return await blobs.digest_of(Digest.parse(digest)) == digest
+            async for chunk in blobs.read(parsed, 0, on_disk[digest]):
+                hasher.update(chunk)
+        return hasher.hexdigest() == parsed.encoded
 
     results = await asyncio.gather(*(verify(d) for d in present))
     report.corrupt = [d for d, ok in zip(present, results, strict=True) if not ok]

@@ -17,6 +17,7 @@ from ocinest.registry.auth import Auth
 from ocinest.registry.config import Config, ConfigError
 from ocinest.registry.observability import JSONAccessLogger
 from ocinest.registry.policy import PolicyError
+from ocinest.registry.state import Registry
 
 log = logging.getLogger("ocinest.registry")
 
@@ -74,17 +75,36 @@ async def _run(config: Config, reuse_port: bool, announce: bool) -> None:
     await runner.cleanup()
 
 
-def _worker(config: Config) -> int:
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            asyncio.run(_run(config, reuse_port=True, announce=False))
-        except BaseException:
-            log.exception("worker %d failed", os.getpid())
-            code = 1
-        os._exit(code)
-    return pid
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def _spawn(config: Config, workers: set[int]) -> None:
+    """Fork a worker and record it, with the stop signals held off meanwhile: a signal is
+    then never lost between the fork and the record, and never runs the parent's handler in
+    a starting child."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            code = 0
+            try:
+                asyncio.run(_run(config, reuse_port=True, announce=False))
+            except BaseException:
+                log.exception("worker %d failed", os.getpid())
+                code = 1
+            os._exit(code)
+        workers.add(pid)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+async def _prepare(config: Config) -> None:
+    """Open the stores once before any worker: migrations run here, and a store that
+    cannot be reached fails the start."""
+    await Registry.open(config).close()
 
 
 def serve(config: Config) -> None:
@@ -97,9 +117,10 @@ def serve(config: Config) -> None:
     if config.workers == 1:
         asyncio.run(_run(config, reuse_port=False, announce=True))
         return
-    # Create the stores' files once, before the workers race to.
-    create_app(config)
-    workers = {_worker(config) for _ in range(config.workers)}
+    asyncio.run(_prepare(config))
+    workers: set[int] = set()
+    for _ in range(config.workers):
+        _spawn(config, workers)
     log.info(
         "ocinest listening on %s://%s (%d workers), data in %s",
         scheme(config),
@@ -116,8 +137,8 @@ def serve(config: Config) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, stop)
     while workers:
         try:
             pid, status = os.wait()
@@ -126,4 +147,4 @@ def serve(config: Config) -> None:
         workers.discard(pid)
         if not stopping:
             log.error("worker %d exited (status %d); starting another", pid, status)
-            workers.add(_worker(config))
+            _spawn(config, workers)

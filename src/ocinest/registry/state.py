@@ -12,6 +12,7 @@ from ocinest.storage.blobs import BlobStore
 from ocinest.storage.filesystem import FilesystemBlobStore
 from ocinest.storage.meta import MetaStore
 from ocinest.storage.postgres import PostgresMetaStore
+from ocinest.storage.s3 import S3BlobStore
 from ocinest.storage.sqlite import SQLiteMetaStore
 
 
@@ -32,7 +33,22 @@ class Registry:
             meta = PostgresMetaStore(config.postgres_dsn)
         else:
             meta = SQLiteMetaStore(data / "meta.db")
-        return cls(config, FilesystemBlobStore(data), meta, Auth.from_config(config))
+        blobs: BlobStore
+        if config.storage == "s3":
+            assert config.s3_bucket is not None
+            blobs = S3BlobStore(
+                config.s3_bucket,
+                endpoint=config.s3_endpoint,
+                region=config.s3_region,
+                access_key=config.s3_access_key,
+                secret_key=config.s3_secret_key,
+                prefix=config.s3_prefix,
+                part_size=config.s3_part_size,
+                redirect=config.s3_redirect,
+            )
+        else:
+            blobs = FilesystemBlobStore(data)
+        return cls(config, blobs, meta, Auth.from_config(config))
 
     async def close(self) -> None:
         await self.meta.close()

@@ -30,6 +30,12 @@ class BlobStore(Protocol):
     def local_path(self, digest: Digest) -> Path | None:
         """A file holding the blob, for zero-copy serving, when the store is local."""
 
+    def presigned_url(self, digest: Digest) -> str | None:
+        """A URL the client may fetch the blob from directly, when the store offers one."""
+
+    def read(self, digest: Digest, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes `start` to `end` (exclusive) of the blob."""
+
     async def start_upload(self, upload_id: str) -> None:
         """Create an empty upload session's data."""
 
@@ -61,9 +67,6 @@ class BlobStore(Protocol):
 
     def stale_uploads(self, before: float) -> list[str]:
         """Upload sessions whose data was last written before `before`."""
-
-    async def digest_of(self, digest: Digest) -> str | None:
-        """The digest of the stored content named `digest` (recomputed), or None if absent."""
 
     async def abort(self, upload_id: str) -> None:
         """Drop an upload session's data."""

@@ -71,6 +71,19 @@ class FilesystemBlobStore:
     def local_path(self, digest: Digest) -> Path | None:
         return self._blob_path(digest)
 
+    def presigned_url(self, digest: Digest) -> str | None:
+        return None
+
+    async def read(self, digest: Digest, start: int, end: int) -> AsyncIterator[bytes]:
+        with open(self._blob_path(digest), "rb") as f:
+            f.seek(start)
+            while start < end:
+                data = await self._run(f.read, min(READ_BATCH, end - start))
+                if not data:
+                    return
+                start += len(data)
+                yield data
+
     async def start_upload(self, upload_id: str) -> None:
         def create() -> None:
             fd = os.open(self._upload_path(upload_id), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -198,13 +211,6 @@ class FilesystemBlobStore:
 
     def stale_uploads(self, before: float) -> list[str]:
         return [e.name for e in os.scandir(self._uploads) if e.stat().st_mtime < before]
-
-    async def digest_of(self, digest: Digest) -> str | None:
-        try:
-            encoded = await self._run(_hash_file, self._blob_path(digest), digest.algorithm)
-        except FileNotFoundError:
-            return None
-        return f"{digest.algorithm}:{encoded}"
 
     async def abort(self, upload_id: str) -> None:
         self._progress.pop(upload_id, None)
