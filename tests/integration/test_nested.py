@@ -234,6 +234,7 @@ def test_tree(client: httpx.Client, ko_build: dict[str, tuple[str, bytes]]) -> N
         ko_build["app1"][0],
         [],
     )
+    assert app1["artifactType"] is None  # a plain image has none; no config fallback here
     assert app2["repository"] == "myrepo/ko-build/app2"
     platforms = [c["platform"]["architecture"] for c in app2["children"]]
     assert platforms == ["amd64", "arm64"]

@@ -35,9 +35,9 @@ def _depth_limit(request: web.Request, maximum: int) -> int:
     return min(int(raw), maximum)
 
 
-def _children(node: Node, content: bytes) -> list[Node]:
+def _children(node: Node, doc: dict[str, Any]) -> list[Node]:
     children = []
-    for desc in json.loads(content).get("manifests", []):
+    for desc in doc.get("manifests", []):
         annotations = desc.get("annotations") or {}
         child_path = annotations.get(NESTED_ANNOTATION)
         repository = (
@@ -87,18 +87,19 @@ async def get_tree(request: web.Request, name: str, reference: str) -> web.Respo
         below: list[Node] = []
         for node in level:
             info = found[(node["repository"], node["digest"])]
-            doc_annotations = json.loads(info.content).get("annotations") or {}
+            doc = json.loads(info.content)
             node.update(
                 mediaType=info.media_type,
                 size=info.size,
-                artifactType=node["artifactType"] or info.artifact_type,
-                annotations=doc_annotations,
+                # The descriptor's, else the manifest's own field (no config fallback).
+                artifactType=node["artifactType"] or doc.get("artifactType"),
+                annotations=doc.get("annotations") or {},
                 referrers=info.referrers,
                 children=[],
             )
             if info.media_type not in mt.INDEXES:
                 continue
-            children = _children(node, info.content)
+            children = _children(node, doc)
             if children and depth == depth_limit:
                 if not explicit_depth:
                     raise OCIError(

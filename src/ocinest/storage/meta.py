@@ -29,7 +29,6 @@ class ManifestNode:
     digest: str
     media_type: str
     size: int
-    artifact_type: str | None
     content: bytes
     referrers: int
 

@@ -94,8 +94,6 @@ SCHEMA = [
 ]
 
 
-
-
 def migration(step: str, types: dict[str, str]) -> list[str]:
     """The statements of a schema step, in an engine's spelling."""
     for key, spelled in types.items():
@@ -289,7 +287,7 @@ class SQLMetaStore:
             return {}
         values = ", ".join("(?, ?)" for _ in keys)
         sql = (
-            "SELECT r.name, m.digest, m.media_type, m.size, m.artifact_type, m.content,"
+            "SELECT r.name, m.digest, m.media_type, m.size, m.content,"
             " (SELECT COUNT(*) FROM manifests s WHERE s.repo_id = m.repo_id"
             "  AND s.subject = m.digest) "
             "FROM manifests m JOIN repositories r ON r.id = m.repo_id "
@@ -298,7 +296,7 @@ class SQLMetaStore:
         params = [v for key in keys for v in key]
         rows = await self._db.read(lambda c: c.execute(sql, params).fetchall())
         return {
-            (r[0], r[1]): ManifestNode(r[0], r[1], r[2], int(r[3]), r[4], bytes(r[5]), int(r[6]))
+            (r[0], r[1]): ManifestNode(r[0], r[1], r[2], int(r[3]), bytes(r[4]), int(r[5]))
             for r in rows
         }
 
