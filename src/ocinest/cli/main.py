@@ -8,6 +8,7 @@ import click
 
 from ocinest import __version__
 from ocinest.cli.admin import fsck_command, gc_command
+from ocinest.cli.client_commands import register as register_client_commands
 from ocinest.registry.config import ConfigError, load_config
 from ocinest.registry.server import configure_logging, serve
 
@@ -106,3 +107,4 @@ def serve_command(
         ) from None
 
 
+register_client_commands(main)

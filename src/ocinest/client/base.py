@@ -1,0 +1,131 @@
+"""What a remote repository and an OCI image layout both offer (go-containerregistry's
+`remote`/`layout` symmetry), so that every tree operation works from and to either."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ocinest.oci import mediatypes as mt
+from ocinest.oci.digest import Digest
+
+MANIFEST_ACCEPT = ", ".join(
+    [mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST]
+)
+
+# A blob's bytes: in memory, or a file.
+BlobSource = bytes | Path
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A manifest as fetched: its bytes, media type and (verified) digest."""
+
+    body: bytes
+    media_type: str
+    digest: Digest
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One step of a blob transfer.
+
+    `kind` is "start" (size known), "advance" (`amount` more bytes moved) or "done"
+    (`outcome`: "uploaded", "downloaded", "mounted", "skipped" or "written").
+    """
+
+    kind: str
+    digest: Digest
+    size: int
+    amount: int = 0
+    outcome: str = ""
+    where: str = ""
+
+
+Progress = Callable[[ProgressEvent], None]
+
+
+def no_progress(event: ProgressEvent) -> None:
+    """The default progress callback: nothing."""
+
+
+@dataclass
+class Stats:
+    """What an operation moved, for reports and tests."""
+
+    blobs_uploaded: int = 0
+    blobs_downloaded: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+    bytes_uploaded: int = 0
+    bytes_downloaded: int = 0
+    manifests_pushed: int = 0
+    manifests_skipped: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "extra"}
+
+
+class Repository(Protocol):
+    """A repository of a registry, or an OCI image layout seen as one."""
+
+    @property
+    def display(self) -> str:
+        """How a person names it: `host/repo` or `oci:PATH`."""
+
+    @property
+    def nested_path(self) -> str:
+        """The child path below the root it was opened at ("" for the root)."""
+
+    def child(self, path: str) -> Repository:
+        """The nested child repository `path` below this one."""
+
+    async def get_manifest(self, reference: str | None) -> Fetched:
+        """The manifest at a tag or digest; `NotFound` when absent."""
+
+    async def has_manifest(self, digest: Digest) -> bool: ...
+
+    async def head_manifest(self, reference: str) -> tuple[str, Digest, int] | None:
+        """(media type, digest, size) of a manifest, or None when absent."""
+
+    async def put_manifest(
+        self, body: bytes, media_type: str, tag: str | None, *, root: bool = False
+    ) -> Digest:
+        """Store a manifest, by digest, and under `tag` when given (`root`: it is the top of
+        a tree, which an OCI layout lists in its index.json)."""
+
+    async def delete_manifest(self, digest: Digest) -> None: ...
+
+    async def blob_size(self, digest: Digest) -> int | None:
+        """The size of a blob present here, else None."""
+
+    async def fetch_blob(self, digest: Digest, size: int, dest: Path, progress: Progress) -> None:
+        """Write the blob to `dest`, verified against digest and size; nothing left on error."""
+
+    async def fetch_blob_bytes(self, digest: Digest, size: int, limit: int = 16 << 20) -> bytes:
+        """A small blob (a config) in memory, verified."""
+
+    def local_blob(self, digest: Digest) -> Path | None:
+        """A file holding the blob, where the repository is on disk."""
+
+    async def push_blob(
+        self,
+        digest: Digest,
+        size: int,
+        source: BlobSource,
+        progress: Progress,
+        mount_from: tuple[Repository, ...] = (),
+    ) -> str:
+        """Make the blob present; "skipped", "mounted" or "uploaded"."""
+
+    async def referrers(self, digest: Digest) -> list[dict[str, Any]]:
+        """The descriptors of the manifests whose subject is `digest`."""
+
+    async def tags(self) -> list[str]: ...

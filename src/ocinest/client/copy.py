@@ -1,0 +1,352 @@
+"""Copying a whole tree to a repository (remote) or an OCI layout: children relocated under the
+new parent, each blob moved at most once (mounted or skipped when already there), manifests
+pushed children first, and, in compat mode, every child also placed in each ancestor repository
+by digest so that registries without the nested extension accept the parent index."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ocinest.oci import mediatypes as mt
+from ocinest.oci.digest import Digest
+from ocinest.oci.manifest import Descriptor
+
+from .base import BlobSource, Progress, ProgressEvent, Repository, Stats, no_progress
+from .errors import ClientError, NotFound
+from .layout import LayoutRepository
+from .remote import RemoteRepository, fallback_tag
+from .tree import Node
+
+MODES = ("native", "compat", "auto")
+SMALL_BLOB = 1 << 20  # blobs kept in memory between download and upload
+
+
+async def resolve_mode(dst: Repository, mode: str) -> str:
+    """ "native" or "compat" for writing to `dst`; "auto" asks the registry (`Ocinest-Nested`)."""
+    if mode not in MODES:
+        raise ClientError(f"unknown mode {mode!r}; use native, compat or auto")
+    if not isinstance(dst, RemoteRepository):
+        return "native"  # an OCI layout holds the whole tree in one store
+    nested = await dst.registry.nested()
+    if mode == "auto":
+        return "native" if nested else "compat"
+    if mode == "native" and not nested:
+        raise ClientError(
+            f"{dst.registry.host} does not implement nested indexes (GET /v2/ has no "
+            "Ocinest-Nested: 1 header); use --mode compat or --mode auto"
+        )
+    return mode
+
+
+@dataclass
+class CopyResult:
+    digest: Digest
+    media_type: str
+    size: int
+    mode: str
+    stats: Stats = field(default_factory=Stats)
+
+
+class Copier:
+    """One copy operation; reusable for several trees that share blobs (index create)."""
+
+    def __init__(
+        self,
+        *,
+        mode: str = "auto",
+        referrers: bool = False,
+        concurrency: int = 4,
+        progress: Progress = no_progress,
+        stats: Stats | None = None,
+    ) -> None:
+        self.mode = mode
+        self.referrers = referrers
+        self.progress = progress
+        self.stats = stats or Stats()
+        self._limit = asyncio.Semaphore(max(1, concurrency))
+        self._landed: dict[Digest, asyncio.Future[None]] = {}
+        self._where: dict[Digest, list[Repository]] = {}
+        self._sources: dict[Digest, BlobSource] = {}
+        self._source_locks: dict[Digest, asyncio.Lock] = {}
+        self._manifests: dict[tuple[str, Digest], asyncio.Future[None]] = {}
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    async def __aenter__(self) -> Copier:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+        self._sources.clear()
+
+    async def copy(self, root: Node, dst: Repository, tag: str | None) -> CopyResult:
+        """Copy the tree `root` (walked with manifest bytes) to `dst`, tagging the root."""
+        self._declare(root, dst, [])
+        mode = await resolve_mode(dst, self.mode)
+        await self._place(root, dst, [], mode, tag=tag, is_root=True)
+        return CopyResult(root.digest, root.media_type, root.size, mode, self.stats)
+
+    # Scopes: one token for every repository the copy touches.
+
+    def _declare(self, node: Node, dst: Repository, ancestors: list[Repository]) -> None:
+        if isinstance(dst, RemoteRepository):
+            dst.registry.want(dst.name, "pull", "push")
+        if isinstance(node.repo, RemoteRepository):
+            node.repo.registry.want(node.repo.name, "pull")
+        for child in node.children:
+            if child.child_path:
+                self._declare(child, dst.child(child.child_path), [*ancestors, dst])
+            else:
+                self._declare(child, dst, ancestors)
+        for r in node.referrers:
+            self._declare(r, dst, ancestors)
+
+    # Manifests
+
+    async def _place(
+        self,
+        node: Node,
+        dst: Repository,
+        ancestors: list[Repository],
+        mode: str,
+        *,
+        tag: str | None = None,
+        is_root: bool = False,
+        subject: Node | None = None,
+    ) -> None:
+        if node.body is None:
+            raise ClientError(f"manifest {node.digest} was not fetched")
+        if node.truncated:
+            raise ClientError(f"the tree below {node.digest} was cut; walk it whole to copy it")
+        tasks = []
+        for child in node.children:
+            if child.child_path:
+                tasks.append(
+                    self._place(child, dst.child(child.child_path), [*ancestors, dst], mode)
+                )
+            else:
+                tasks.append(self._place(child, dst, ancestors, mode))
+        await asyncio.gather(*tasks)
+        targets = [dst]
+        if mode == "compat" and subject is None:
+            seen = {dst.display}
+            for a in reversed(ancestors):
+                if a.display not in seen:
+                    seen.add(a.display)
+                    targets.append(a)
+        blobs = node.blobs()
+        # Blobs into the node's own repository first, then (compat) mounted into ancestors.
+        for target in targets:
+            await asyncio.gather(*(self._blob(d, node.repo, target) for d in blobs))
+        for target in targets:
+            await self._manifest(node, target, tag if target is dst else None, is_root, subject)
+        if self.referrers:
+            await asyncio.gather(
+                *(self._place(r, dst, ancestors, mode, subject=node) for r in node.referrers)
+            )
+
+    async def _manifest(
+        self,
+        node: Node,
+        target: Repository,
+        tag: str | None,
+        is_root: bool,
+        subject: Node | None,
+    ) -> None:
+        assert node.body is not None
+        key = (target.display, node.digest)
+        if tag is None and subject is None:
+            if key in self._manifests:
+                await self._manifests[key]
+                return
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._manifests[key] = done
+            try:
+                if await target.has_manifest(node.digest) and not (
+                    is_root and isinstance(target, LayoutRepository)
+                ):
+                    self.stats.manifests_skipped += 1
+                else:
+                    await target.put_manifest(node.body, node.media_type, None, root=is_root)
+                    self.stats.manifests_pushed += 1
+                done.set_result(None)
+            except BaseException as exc:
+                done.set_exception(exc)
+                done.exception()  # retrieved: the caller raises it
+                raise
+            return
+        if subject is not None:
+            await self._put_referrer(node, target, subject)
+            return
+        await target.put_manifest(node.body, node.media_type, tag, root=is_root)
+        self.stats.manifests_pushed += 1
+
+    async def _put_referrer(self, node: Node, target: Repository, subject: Node) -> None:
+        assert node.body is not None
+        if isinstance(target, LayoutRepository):
+            await target.add_referrer(node.body, node.media_type, subject.digest)
+            self.stats.manifests_pushed += 1
+            return
+        if not isinstance(target, RemoteRepository):
+            await target.put_manifest(node.body, node.media_type, None)
+            return
+        if await target.has_manifest(node.digest):
+            self.stats.manifests_skipped += 1
+            return
+        _, handled = await target.put_manifest_ex(node.body, node.media_type, None)
+        self.stats.manifests_pushed += 1
+        if not handled:
+            await update_fallback_index(target, node, subject.digest)
+
+    # Blobs
+
+    async def _blob(self, desc: Descriptor, src: Repository, dst: Repository) -> None:
+        digest = desc.digest
+        first = self._landed.get(digest)
+        if first is None:
+            first = asyncio.get_running_loop().create_future()
+            self._landed[digest] = first
+            try:
+                async with self._limit:
+                    await self._move(desc, src, dst)
+                self._where.setdefault(digest, []).append(dst)
+                first.set_result(None)
+            except BaseException as exc:
+                first.set_exception(exc)
+                first.exception()
+                raise
+            return
+        await first
+        async with self._limit:
+            await self._move(desc, src, dst)
+        self._where.setdefault(digest, []).append(dst)
+
+    async def _move(self, desc: Descriptor, src: Repository, dst: Repository) -> None:
+        digest, size = desc.digest, desc.size
+        if await dst.blob_size(digest) is not None:
+            self.stats.blobs_skipped += 1
+            self.progress(ProgressEvent("done", digest, size, outcome="skipped", where=dst.display))
+            return
+        session = None
+        if isinstance(dst, RemoteRepository):
+            candidates = [*self._where.get(digest, []), src]
+            tried = set()
+            for c in candidates:
+                if (
+                    not isinstance(c, RemoteRepository)
+                    or c.registry is not dst.registry
+                    or c.name == dst.name
+                    or c.name in tried
+                ):
+                    continue
+                tried.add(c.name)
+                mounted = await dst.mount_blob(digest, c.name)
+                if mounted is True:
+                    self.stats.blobs_mounted += 1
+                    self.progress(
+                        ProgressEvent("done", digest, size, outcome="mounted", where=dst.display)
+                    )
+                    return
+                if mounted:
+                    session = mounted
+                    break
+        if isinstance(dst, LayoutRepository):
+            local = src.local_blob(digest)
+            if local is not None:
+                await dst.push_blob(digest, size, local, self.progress)
+            else:
+                tmp = dst.temp_path()
+                try:
+                    await src.fetch_blob(digest, size, tmp, self.progress)
+                    dst.adopt(tmp, digest)
+                finally:
+                    with contextlib.suppress(OSError):
+                        tmp.unlink()
+                self.stats.blobs_downloaded += 1
+                self.stats.bytes_downloaded += size
+            return
+        source = await self._source(desc, src)
+        if isinstance(dst, RemoteRepository):
+            await dst.upload_blob(digest, size, source, self.progress, session)
+        else:
+            await dst.push_blob(digest, size, source, self.progress)
+        self.stats.blobs_uploaded += 1
+        self.stats.bytes_uploaded += size
+
+    async def _source(self, desc: Descriptor, src: Repository) -> BlobSource:
+        """The blob's bytes as a file or in memory: fetched from `src` once per copy."""
+        digest, size = desc.digest, desc.size
+        local = src.local_blob(digest)
+        if local is not None:
+            return local
+        lock = self._source_locks.setdefault(digest, asyncio.Lock())
+        async with lock:
+            if digest in self._sources:
+                return self._sources[digest]
+            source: BlobSource
+            if size <= SMALL_BLOB:
+                source = await src.fetch_blob_bytes(digest, size)
+                self.progress(ProgressEvent("done", digest, size, outcome="downloaded"))
+            else:
+                if self._tmp is None:
+                    self._tmp = tempfile.TemporaryDirectory(prefix="ocinest-")
+                path = Path(self._tmp.name) / f"{digest.algorithm}-{digest.encoded}"
+                await src.fetch_blob(digest, size, path, self.progress)
+                source = path
+            self.stats.blobs_downloaded += 1
+            self.stats.bytes_downloaded += size
+            self._sources[digest] = source
+            return source
+
+
+async def update_fallback_index(target: RemoteRepository, node: Node, subject: Digest) -> None:
+    """Add `node` to the referrers tag schema's index of `subject` (`sha256-<hex>`), for a
+    registry without the referrers API."""
+    tag = fallback_tag(subject)
+    try:
+        doc: dict[str, Any] = json.loads((await target.get_manifest(tag)).body)
+    except NotFound:
+        doc = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
+    entries = [e for e in doc.get("manifests") or [] if isinstance(e, dict)]
+    if any(e.get("digest") == str(node.digest) for e in entries):
+        return
+    desc: dict[str, Any] = {
+        "mediaType": node.media_type,
+        "digest": str(node.digest),
+        "size": node.size,
+    }
+    if node.artifact_type:
+        desc["artifactType"] = node.artifact_type
+    if node.annotations:
+        desc["annotations"] = node.annotations
+    entries.append(desc)
+    doc["manifests"] = entries
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    await target.put_manifest(body, mt.OCI_INDEX, tag)
+
+
+async def copy_tree(
+    root: Node,
+    dst: Repository,
+    tag: str | None,
+    *,
+    mode: str = "auto",
+    referrers: bool = False,
+    concurrency: int = 4,
+    progress: Progress = no_progress,
+) -> CopyResult:
+    """Copy a walked tree to `dst` (see `Copier`)."""
+    async with Copier(
+        mode=mode, referrers=referrers, concurrency=concurrency, progress=progress
+    ) as copier:
+        return await copier.copy(root, dst, tag)

@@ -1,0 +1,330 @@
+"""Nested trees: walking one manifest by manifest (any registry, any layout), reading one from
+ocinest's tree endpoint, and drawing one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ocinest.oci import mediatypes as mt
+from ocinest.oci.digest import Digest
+from ocinest.oci.errors import OCIError
+from ocinest.oci.manifest import NESTED_ANNOTATION, Descriptor, parse_manifest
+from ocinest.oci.names import child_path_problem
+
+from .base import Fetched, Repository
+from .errors import ClientError, NotFound
+from .remote import RemoteRepository
+
+IMAGE_CONFIGS = frozenset(
+    {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
+)
+
+
+@dataclass
+class Node:
+    """One manifest of a tree, where it lives, and what its parent's descriptor said."""
+
+    repo: Repository  # where the manifest lives
+    media_type: str
+    digest: Digest
+    size: int
+    body: bytes | None = None  # None when read from the tree endpoint
+    child_path: str | None = None  # the nested path relative to the parent, if nested
+    platform: dict[str, Any] | None = None
+    artifact_type: str | None = None
+    annotations: dict[str, str] = field(default_factory=dict)  # the manifest's own
+    children: list[Node] = field(default_factory=list)
+    referrers: list[Node] = field(default_factory=list)
+    referrer_count: int | None = None
+    truncated: bool = False
+    subject: Digest | None = None
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in mt.INDEXES
+
+    @property
+    def path(self) -> str:
+        """The nested path of the node's repository below the tree's root."""
+        return self.repo.nested_path
+
+    def blobs(self) -> list[Descriptor]:
+        """The config and layers of an image manifest (none for an index)."""
+        if self.body is None or self.is_index:
+            return []
+        manifest = parse_manifest(self.body, self.media_type)
+        return [r.descriptor for r in manifest.references if r.kind == "blob"]
+
+    def walk(self) -> Iterator[Node]:
+        """Every node, parents first (referrers after the node they refer to)."""
+        yield self
+        for r in self.referrers:
+            yield from r.walk()
+        for c in self.children:
+            yield from c.walk()
+
+    def count(self) -> int:
+        return sum(1 for _ in self.walk())
+
+    def descriptor(self) -> dict[str, Any]:
+        """This node as a descriptor in an index (nested annotation when it has a path)."""
+        desc: dict[str, Any] = {"mediaType": self.media_type}
+        if self.artifact_type:
+            desc["artifactType"] = self.artifact_type
+        desc["digest"] = str(self.digest)
+        desc["size"] = self.size
+        if self.platform:
+            desc["platform"] = self.platform
+        if self.child_path:
+            desc["annotations"] = {NESTED_ANNOTATION: self.child_path}
+        return desc
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "repository": self.repo.display,
+            "path": self.path,
+            "digest": str(self.digest),
+            "mediaType": self.media_type,
+            "size": self.size,
+            "artifactType": self.artifact_type,
+            "platform": self.platform,
+            "annotations": self.annotations,
+        }
+        if self.child_path is not None:
+            out["childPath"] = self.child_path
+        if self.referrer_count is not None:
+            out["referrers"] = self.referrer_count
+        if self.referrers:
+            out["referrerManifests"] = [r.to_json() for r in self.referrers]
+        if self.truncated:
+            out["truncated"] = True
+        out["children"] = [c.to_json() for c in self.children]
+        return out
+
+
+def _node(
+    repo: Repository, fetched: Fetched, desc: dict[str, Any] | None, child_path: str | None
+) -> Node:
+    try:
+        manifest = parse_manifest(fetched.body, fetched.media_type, fetched.digest)
+    except OCIError as exc:
+        raise ClientError(
+            f"manifest {fetched.digest} in {repo.display} is invalid: {exc.errors[0].detail}"
+        ) from None
+    artifact_type = (desc or {}).get("artifactType") or _artifact_type(fetched.body)
+    return Node(
+        repo=repo,
+        media_type=fetched.media_type,
+        digest=fetched.digest,
+        size=fetched.size,
+        body=fetched.body,
+        child_path=child_path,
+        platform=(desc or {}).get("platform"),
+        artifact_type=artifact_type,
+        annotations=dict(manifest.annotations),
+        subject=manifest.subject.digest if manifest.subject else None,
+    )
+
+
+def _artifact_type(body: bytes) -> str | None:
+    """A manifest's artifact type as a descriptor would carry it: its `artifactType`, else
+    (an artifact in the OCI 1.0 style) a config media type that is not an image's."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    value = doc.get("artifactType")
+    if isinstance(value, str):
+        return value
+    config = doc.get("config")
+    if isinstance(config, dict):
+        media_type = config.get("mediaType")
+        if isinstance(media_type, str) and media_type not in IMAGE_CONFIGS | {mt.OCI_EMPTY}:
+            return media_type
+    return None
+
+
+class Walker:
+    """Walks a tree manifest by manifest, fetching children in parallel (bounded)."""
+
+    def __init__(
+        self, *, depth: int | None = None, referrers: bool = False, concurrency: int = 8
+    ) -> None:
+        self.depth = depth
+        self.with_referrers = referrers
+        self._limit = asyncio.Semaphore(max(1, concurrency))
+
+    async def walk(self, repo: Repository, reference: str | None) -> Node:
+        async with self._limit:
+            fetched = await repo.get_manifest(reference)
+        root = _node(repo, fetched, None, None)
+        await self._expand(root, 0)
+        return root
+
+    async def _fetch(
+        self, repo: Repository, desc: dict[str, Any], child_path: str | None, parent: Node
+    ) -> Node:
+        try:
+            digest = Digest.parse(str(desc.get("digest")))
+        except OCIError as exc:
+            raise ClientError(f"index {parent.digest}: {exc.errors[0].detail}") from None
+        try:
+            async with self._limit:
+                fetched = await repo.get_manifest(str(digest))
+        except NotFound:
+            what = f"child {child_path!r}" if child_path else "manifest"
+            raise NotFound(
+                f"{what} {digest} of index {parent.digest} is missing from {repo.display}"
+            ) from None
+        if fetched.size != desc.get("size"):
+            raise ClientError(
+                f"manifest {digest} in {repo.display} is {fetched.size} bytes; the index "
+                f"{parent.digest} says {desc.get('size')}"
+            )
+        return _node(repo, fetched, desc, child_path)
+
+    async def _expand(self, node: Node, level: int) -> None:
+        tasks = []
+        if self.with_referrers:
+            tasks.append(self._referrers(node, level))
+        if node.is_index:
+            assert node.body is not None
+            if self.depth is not None and level >= self.depth:
+                node.truncated = True
+            else:
+                tasks.append(self._children(node, level))
+        await asyncio.gather(*tasks)
+
+    async def _children(self, node: Node, level: int) -> None:
+        assert node.body is not None
+        doc = json.loads(node.body)
+        fetches = []
+        for desc in doc.get("manifests") or []:
+            child_path = (desc.get("annotations") or {}).get(NESTED_ANNOTATION)
+            repo = node.repo
+            if child_path is not None:
+                problem = child_path_problem("x", child_path)
+                if problem:
+                    raise ClientError(
+                        f"index {node.digest} in {node.repo.display}: {NESTED_ANNOTATION}="
+                        f"{child_path!r}: {problem}"
+                    )
+                repo = node.repo.child(child_path)
+            fetches.append(self._fetch(repo, desc, child_path, node))
+        node.children = list(await asyncio.gather(*fetches))
+        await asyncio.gather(*(self._expand(c, level + 1) for c in node.children))
+
+    async def _referrers(self, node: Node, level: int) -> None:
+        async with self._limit:
+            descs = await node.repo.referrers(node.digest)
+        node.referrer_count = len(descs)
+        found = await asyncio.gather(*(self._fetch(node.repo, d, None, node) for d in descs))
+        for r in found:
+            r.platform = None
+        node.referrers = list(found)
+        # A referrer's own content (an index of signatures, say) comes along; its referrers too.
+        await asyncio.gather(*(self._expand(r, level) for r in node.referrers))
+
+
+async def walk(
+    repo: Repository,
+    reference: str | None,
+    *,
+    depth: int | None = None,
+    referrers: bool = False,
+    concurrency: int = 8,
+) -> Node:
+    """The whole tree at `reference`, every manifest fetched and verified."""
+    return await Walker(depth=depth, referrers=referrers, concurrency=concurrency).walk(
+        repo, reference
+    )
+
+
+def from_endpoint(root_repo: RemoteRepository, doc: dict[str, Any]) -> Node:
+    """A tree as ocinest's tree endpoint answers it (no manifest bytes)."""
+    registry = root_repo.registry
+    base = root_repo.name
+
+    def build(d: dict[str, Any], child_path: str | None) -> Node:
+        name = str(d["repository"])
+        nested = name[len(base) + 1 :] if name.startswith(base + "/") else ""
+        repo = RemoteRepository(registry, name, nested)
+        media_type = str(d.get("mediaType"))
+        artifact_type = d.get("artifactType")
+        if media_type not in mt.INDEXES and artifact_type in IMAGE_CONFIGS:
+            artifact_type = None  # a plain image, as a walk reports it
+        node = Node(
+            repo=repo,
+            media_type=media_type,
+            digest=Digest.parse(str(d["digest"])),
+            size=int(d.get("size") or 0),
+            child_path=child_path,
+            platform=d.get("platform"),
+            artifact_type=artifact_type,
+            annotations=dict(d.get("annotations") or {}),
+            referrer_count=d.get("referrers"),
+            truncated=bool(d.get("truncated")),
+        )
+        for c in d.get("children") or []:
+            cname = str(c["repository"])
+            cpath = cname[len(name) + 1 :] if cname != name else None
+            node.children.append(build(c, cpath))
+        return node
+
+    return build(doc, None)
+
+
+async def read_tree(
+    repo: Repository, reference: str | None, *, depth: int | None = None, endpoint: bool = True
+) -> Node:
+    """The tree for display: the registry's tree endpoint when it has one, else a walk."""
+    if endpoint and isinstance(repo, RemoteRepository) and await repo.registry.nested():
+        return from_endpoint(repo, await repo.tree(reference or "latest", depth))
+    node = await walk(repo, reference, depth=depth)
+    return node
+
+
+def _platform(p: dict[str, Any] | None) -> str:
+    if not p:
+        return ""
+    text = f"{p.get('os', '?')}/{p.get('architecture', '?')}"
+    if p.get("variant"):
+        text += f"/{p['variant']}"
+    return text
+
+
+def kind(node: Node) -> str:
+    if node.is_index:
+        return "index" if node.media_type == mt.OCI_INDEX else "manifest list"
+    if node.artifact_type:
+        return f"artifact {node.artifact_type}"
+    return "image"
+
+
+def render(node: Node, title: str) -> list[str]:
+    """The tree drawn as lines of text."""
+
+    def label(n: Node) -> str:
+        head = [p for p in (n.child_path or "", _platform(n.platform)) if p]
+        head += [str(n.digest), kind(n), f"{n.size} B"]
+        text = "  ".join(head)
+        if n.referrer_count:
+            text += f"  ({n.referrer_count} referrer{'s' if n.referrer_count > 1 else ''})"
+        if n.truncated:
+            text += "  …"
+        return text
+
+    lines = [f"{title}  {label(node)}"]
+
+    def draw(n: Node, prefix: str) -> None:
+        for i, c in enumerate(n.children):
+            last = i == len(n.children) - 1
+            lines.append(f"{prefix}{'└── ' if last else '├── '}{label(c)}")
+            draw(c, prefix + ("    " if last else "│   "))
+
+    draw(node, "")
+    return lines
