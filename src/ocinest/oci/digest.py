@@ -10,11 +10,11 @@ from typing import Protocol
 from ocinest.oci.errors import ErrorCode, OCIError
 
 # The grammar of the image spec (descriptor.md, "Digests").
-_GRAMMAR = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+_GRAMMAR = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+\Z")
 # Registered algorithms and their encoded form.
 _ENCODED = {
-    "sha256": re.compile(r"^[a-f0-9]{64}$"),
-    "sha512": re.compile(r"^[a-f0-9]{128}$"),
+    "sha256": re.compile(r"^[a-f0-9]{64}\Z"),
+    "sha512": re.compile(r"^[a-f0-9]{128}\Z"),
 }
 ALGORITHMS = tuple(_ENCODED)
 CANONICAL = "sha256"

@@ -18,7 +18,7 @@ MANIFESTS = IMAGE_MANIFESTS | INDEXES
 
 # RFC 6838 type/subtype, as the image spec's descriptor.md restricts mediaType.
 _MEDIA_TYPE_RE = re.compile(
-    r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"
+    r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\Z"
 )
 
 

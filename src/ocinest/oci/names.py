@@ -7,9 +7,9 @@ import re
 from ocinest.oci.errors import ErrorCode, OCIError
 
 COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_COMPONENT_RE = re.compile(rf"^{COMPONENT}$")
-_NAME_RE = re.compile(rf"^{COMPONENT}(?:/{COMPONENT})*$")
-_TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+_COMPONENT_RE = re.compile(rf"^{COMPONENT}\Z")
+_NAME_RE = re.compile(rf"^{COMPONENT}(?:/{COMPONENT})*\Z")
+_TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}\Z")
 # distribution and most clients cap a repository name at 255 characters.
 MAX_NAME_LENGTH = 255
 

@@ -37,21 +37,21 @@ Method = tuple[Route, str | None]
 
 # Longest patterns first: a repository name may itself contain "blobs" or "manifests".
 _TABLE: list[tuple[str, str, dict[str, Method]]] = [
-    ("base", r"^/v2/?$", {"GET": (base, LOGIN), "HEAD": (base, LOGIN)}),
-    ("catalog", r"^/v2/_catalog$", {"GET": (listing.catalog, LOGIN)}),
+    ("base", r"^/v2/?\Z", {"GET": (base, LOGIN), "HEAD": (base, LOGIN)}),
+    ("catalog", r"^/v2/_catalog\Z", {"GET": (listing.catalog, LOGIN)}),
     (
         "tree",
-        r"^/v2/(?P<name>.+)/_ocinest/tree/(?P<reference>[^/]+)$",
+        r"^/v2/(?P<name>.+)/_ocinest/tree/(?P<reference>[^/]+)\Z",
         {"GET": (nested.get_tree, PULL)},
     ),
     (
         "upload_start",
-        r"^/v2/(?P<name>.+)/blobs/uploads/?$",
+        r"^/v2/(?P<name>.+)/blobs/uploads/?\Z",
         {"POST": (blobs.start_upload, PUSH)},
     ),
     (
         "upload",
-        r"^/v2/(?P<name>.+)/blobs/uploads/(?P<upload_id>[^/]+)$",
+        r"^/v2/(?P<name>.+)/blobs/uploads/(?P<upload_id>[^/]+)\Z",
         {
             "GET": (blobs.upload_status, PUSH),
             "PATCH": (blobs.patch_upload, PUSH),
@@ -61,7 +61,7 @@ _TABLE: list[tuple[str, str, dict[str, Method]]] = [
     ),
     (
         "blob",
-        r"^/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)$",
+        r"^/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)\Z",
         {
             "GET": (blobs.get_blob, PULL),
             "HEAD": (blobs.get_blob, PULL),
@@ -70,7 +70,7 @@ _TABLE: list[tuple[str, str, dict[str, Method]]] = [
     ),
     (
         "manifest",
-        r"^/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)$",
+        r"^/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)\Z",
         {
             "GET": (manifests.get_manifest, PULL),
             "HEAD": (manifests.get_manifest, PULL),
@@ -78,10 +78,10 @@ _TABLE: list[tuple[str, str, dict[str, Method]]] = [
             "DELETE": (manifests.delete_manifest, DELETE),
         },
     ),
-    ("tags", r"^/v2/(?P<name>.+)/tags/list$", {"GET": (listing.list_tags, PULL)}),
+    ("tags", r"^/v2/(?P<name>.+)/tags/list\Z", {"GET": (listing.list_tags, PULL)}),
     (
         "referrers",
-        r"^/v2/(?P<name>.+)/referrers/(?P<digest>[^/]+)$",
+        r"^/v2/(?P<name>.+)/referrers/(?P<digest>[^/]+)\Z",
         {"GET": (manifests.get_referrers, PULL)},
     ),
 ]

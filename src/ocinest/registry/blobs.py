@@ -20,8 +20,9 @@ from ocinest.registry.state import Registry, access, registry
 from ocinest.storage.blobs import UploadOffsetMismatch
 from ocinest.storage.meta import Upload
 
-_UPLOAD_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_CONTENT_RANGE = re.compile(r"^(?:bytes[= ])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_OFFSET = "[0-9]{1,19}"  # ASCII digits, and few enough for a 64-bit offset
+_CONTENT_RANGE = re.compile(rf"^(?:bytes[= ])?({_OFFSET})-({_OFFSET})(?:/(?:{_OFFSET}|\*))?\Z")
 # Repositories looked at for a mount without `from`.
 AUTO_MOUNT_CANDIDATES = 16
 
@@ -58,7 +59,12 @@ async def _body(request: web.Request) -> AsyncIterator[bytes]:
     try:
         async for chunk in request.content.iter_any():
             yield chunk
-    except (aiohttp.ClientPayloadError, HttpProcessingError, asyncio.IncompleteReadError) as exc:
+    except (
+        aiohttp.ClientPayloadError,
+        HttpProcessingError,
+        asyncio.IncompleteReadError,
+        ConnectionError,
+    ) as exc:
         raise OCIError(ErrorCode.BLOB_UPLOAD_INVALID, f"request body broken off: {exc}") from None
 
 
@@ -85,7 +91,7 @@ async def get_blob(request: web.Request, name: str, digest: str) -> web.StreamRe
     return await _stream(request, reg, d, size, headers)
 
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]{0,19})-([0-9]{0,19})\Z")
 
 
 async def _stream(

@@ -8,7 +8,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ocinest.oci.errors import OCIError
+from ocinest.oci.errors import ErrorCode, OCIError
 
 log = logging.getLogger("ocinest.registry")
 
@@ -27,10 +27,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(request, err)
     except web.HTTPException:
         raise
-    except ConnectionError:
-        # The client went away mid-request; nothing can be answered.
+    except ConnectionError as exc:
+        # The client went away mid-request: the answer will likely reach no one.
         log.info("client disconnected: %s %s", request.method, request.path)
-        raise
+        return error_response(
+            request, OCIError(ErrorCode.BLOB_UPLOAD_INVALID, f"connection lost: {exc}")
+        )
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         body = {"errors": [{"code": "UNKNOWN", "message": "internal error", "detail": ""}]}

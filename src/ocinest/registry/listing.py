@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 
 from aiohttp import web
@@ -12,18 +13,22 @@ from ocinest.registry.state import registry
 
 # The most entries one page holds, whatever `n` asks.
 MAX_PAGE = 10_000
+_COUNT = re.compile(r"^[0-9]+\Z")
 
 
-def _page_size(request: web.Request) -> int:
-    raw = request.query.get("n")
+def count_param(request: web.Request, key: str, maximum: int) -> int:
+    """A non-negative whole-number query parameter, capped at `maximum` (which it is when
+    absent)."""
+    raw = request.query.get(key)
     if raw is None or raw == "":
-        return MAX_PAGE
-    if not raw.isdigit():
+        return maximum
+    if not _COUNT.match(raw):
         raise OCIError(
             ErrorCode.PAGINATION_NUMBER_INVALID,
-            f"n must be a non-negative integer, got {raw[:50]!r}",
+            f"{key} must be a non-negative integer, got {raw[:50]!r}",
         )
-    return min(int(raw), MAX_PAGE)
+    digits = raw.lstrip("0") or "0"
+    return maximum if len(digits) > 12 else min(int(digits), maximum)
 
 
 def _page(
@@ -41,7 +46,7 @@ def _page(
 
 
 async def list_tags(request: web.Request, name: str) -> web.Response:
-    limit = _page_size(request)
+    limit = count_param(request, "n", MAX_PAGE)
     tags = await registry(request).meta.list_tags(name, limit + 1, request.query.get("last"))
     if tags is None:
         raise OCIError(ErrorCode.NAME_UNKNOWN, f"repository {name} is not known")
@@ -50,7 +55,7 @@ async def list_tags(request: web.Request, name: str) -> web.Response:
 
 async def catalog(request: web.Request) -> web.Response:
     """The repositories the caller can pull."""
-    limit = _page_size(request)
+    limit = count_param(request, "n", MAX_PAGE)
     reg = registry(request)
     identity = request[IDENTITY]
     visible: list[str] = []

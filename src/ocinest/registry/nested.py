@@ -16,23 +16,12 @@ from ocinest.oci.digest import Digest
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.manifest import NESTED_ANNOTATION
 from ocinest.oci.names import is_tag
+from ocinest.registry.listing import count_param
 from ocinest.registry.state import registry
 
 NESTED_HEADER = {"Ocinest-Nested": "1"}
 
 Node = dict[str, Any]
-
-
-def _depth_limit(request: web.Request, maximum: int) -> int:
-    raw = request.query.get("depth")
-    if raw is None:
-        return maximum
-    if not raw.isdigit():
-        raise OCIError(
-            ErrorCode.PAGINATION_NUMBER_INVALID,
-            f"depth must be a non-negative integer, got {raw[:50]!r}",
-        )
-    return min(int(raw), maximum)
 
 
 def _children(node: Node, doc: dict[str, Any]) -> list[Node]:
@@ -71,7 +60,7 @@ async def get_tree(request: web.Request, name: str, reference: str) -> web.Respo
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers=headers)
 
-    depth_limit = _depth_limit(request, config.tree_max_depth)
+    depth_limit = count_param(request, "depth", config.tree_max_depth)
     explicit_depth = "depth" in request.query
     root: Node = {
         "repository": root_manifest.repository,
