@@ -11,8 +11,6 @@ from ocinest.registry.config import Config
 from ocinest.storage.blobs import BlobStore
 from ocinest.storage.filesystem import FilesystemBlobStore
 from ocinest.storage.meta import MetaStore
-from ocinest.storage.postgres import PostgresMetaStore
-from ocinest.storage.s3 import S3BlobStore
 from ocinest.storage.sqlite import SQLiteMetaStore
 
 
@@ -28,13 +26,18 @@ class Registry:
         """The stores and the authorities the configuration names."""
         data = config.data.resolve()
         meta: MetaStore
+        # The scale-out stores are imported only when configured: they weigh on every start.
         if config.metadata == "postgres":
+            from ocinest.storage.postgres import PostgresMetaStore
+
             assert config.postgres_dsn is not None
             meta = PostgresMetaStore(config.postgres_dsn)
         else:
             meta = SQLiteMetaStore(data / "meta.db")
         blobs: BlobStore
         if config.storage == "s3":
+            from ocinest.storage.s3 import S3BlobStore
+
             assert config.s3_bucket is not None
             blobs = S3BlobStore(
                 config.s3_bucket,
