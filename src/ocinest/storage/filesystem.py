@@ -132,12 +132,19 @@ class FilesystemBlobStore:
         """Write while reading: the I/O thread hashes and writes one batch while the loop
         reads the next."""
 
-        def write(data: bytes) -> None:
+        def write(chunks: list[bytes]) -> None:
+            # Hash and write the chunks as they came: no copy into one buffer.
             if hasher is not None:
-                hasher.update(data)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+                for chunk in chunks:
+                    hasher.update(chunk)
+            views = [memoryview(c) for c in chunks]
+            while views:
+                done = os.writev(fd, views[:1024])
+                while views and done >= len(views[0]):
+                    done -= len(views[0])
+                    views.pop(0)
+                if views and done:
+                    views[0] = views[0][done:]
 
         written = 0
         batch: list[bytes] = []
@@ -150,14 +157,14 @@ class FilesystemBlobStore:
                 if batched >= WRITE_BATCH:
                     if pending is not None:
                         await pending
-                    pending = self._run(write, b"".join(batch))
+                    pending = self._run(write, batch)
                     written += batched
                     batch, batched = [], 0
             if pending is not None:
                 await pending
             pending = None
             if batch:
-                await self._run(write, b"".join(batch))
+                await self._run(write, batch)
                 written += batched
         finally:
             if pending is not None:

@@ -71,7 +71,7 @@ SCHEMA = [
         target_digest TEXT NOT NULL,
         PRIMARY KEY (repo_id, digest, kind, target_repo_id, target_digest)
     );
-    CREATE INDEX refs_by_target ON refs(target_repo_id, target_digest, kind);
+    CREATE INDEX refs_by_target ON refs(target_digest, target_repo_id, kind);
     -- Nested reach: content in target_repo_id readable through repo_id by digest, because
     -- manifest `owner` of repo_id reaches it through nested descriptors. Filled when the
     -- owner is pushed (manifests are immutable, referenced children cannot be deleted).
@@ -285,13 +285,15 @@ class SQLMetaStore:
     ) -> dict[tuple[str, str], ManifestNode]:
         if not keys:
             return {}
+        # Joining the keys as a table lets each one be a primary-key lookup.
         values = ", ".join("(?, ?)" for _ in keys)
         sql = (
             "SELECT r.name, m.digest, m.media_type, m.size, m.content,"
             " (SELECT COUNT(*) FROM manifests s WHERE s.repo_id = m.repo_id"
             "  AND s.subject = m.digest) "
-            "FROM manifests m JOIN repositories r ON r.id = m.repo_id "
-            f"WHERE (r.name, m.digest) IN (VALUES {values})"
+            f"FROM (VALUES {values}) k "
+            "JOIN repositories r ON r.name = k.column1 "
+            "JOIN manifests m ON m.repo_id = r.id AND m.digest = k.column2"
         )
         params = [v for key in keys for v in key]
         rows = await self._db.read(lambda c: c.execute(sql, params).fetchall())
