@@ -218,3 +218,41 @@ def test_referrers_by_subject_and_artifact_type(
     out = tmp_path / "sig-out"
     files = oras_client.pull(target=f"{server.host}/{repo}@{sig_digest}", outdir=str(out))
     assert [Path(f).read_bytes() for f in files] == [signature]
+
+
+def test_artifact_child_pulled_through_its_parent(
+    server: Any, client: httpx.Client, oras_client: Any, tmp_path: Path
+) -> None:
+    """An immutable RPM repository: each RPM an artifact at myrpmrepo/<rpm>, pinned by one
+    nested index at myrpmrepo; oras-py, knowing nothing of nesting, pulls an RPM through the
+    parent by digest."""
+    payload = rpm_bytes(50_000)
+    name = "tool-2.0-1.el9.noarch.rpm"
+    (tmp_path / name).write_bytes(payload)
+    r = oras_client.push(target=f"{server.host}/myrpmrepo/tool:2.0", files=[f"{name}:{RPM_LAYER}"])
+    assert r.status_code == 201, r.text
+    child = r.headers["Docker-Content-Digest"]
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": child,
+                    "size": len(r.request.body),
+                    "annotations": {"dev.ocinest.repository": "tool"},
+                }
+            ],
+        }
+    ).encode()
+    put = client.put(
+        "/v2/myrpmrepo/manifests/repo-1", content=body, headers={"Content-Type": OCI_INDEX}
+    )
+    assert put.status_code == 201, put.text
+    out = tmp_path / "through-parent"
+    files = oras_client.pull(target=f"{server.host}/myrpmrepo@{child}", outdir=str(out))
+    assert files == [str(out / name)]
+    assert (out / name).read_bytes() == payload
+    # The child's tag is not a tag of the parent.
+    assert raw_manifest(client, "myrpmrepo", "2.0").status_code == 404
