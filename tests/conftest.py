@@ -57,11 +57,13 @@ def backend_settings() -> dict[str, object]:
     if os.environ.get("OCINEST_TEST_METADATA") == "postgres":
         import psycopg
 
+        # A schema of its own (far cheaper to make than a database), as its search path.
         admin = os.environ["OCINEST_TEST_POSTGRES"]
         name = f"t_{uuid.uuid4().hex}"
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}".encode())
-        settings |= {"metadata": "postgres", "postgres_dsn": admin.rsplit("/", 1)[0] + "/" + name}
+            conn.execute(f"CREATE SCHEMA {name}".encode())
+        dsn = f"{admin}{'&' if '?' in admin else '?'}options=-csearch_path%3D{name}"
+        settings |= {"metadata": "postgres", "postgres_dsn": dsn}
     if os.environ.get("OCINEST_TEST_STORAGE") == "s3":
         settings |= {
             "storage": "s3",
