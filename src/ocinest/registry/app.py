@@ -139,19 +139,22 @@ async def token(request: web.Request) -> web.Response:
     return await token_endpoint(request, auth)
 
 
+async def _api_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The API version header on every answer, streamed ones included."""
+    response.headers.update(API_HEADERS)
+
+
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The API version header on every answer, and metrics."""
+    """Metrics of every answer."""
     start = time.perf_counter()
     status = 500
     try:
         response = await handler(request)
-        response.headers.update(API_HEADERS)
         status = response.status
         return response
     except web.HTTPException as exc:
         status = exc.status
-        exc.headers.update(API_HEADERS)
         raise
     finally:
         observability.observe(request, status, time.perf_counter() - start)
@@ -159,6 +162,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
 
 def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[api_middleware, error_middleware])
+    app.on_response_prepare.append(_api_headers)
 
     async def stores(app: web.Application) -> AsyncIterator[None]:
         app[REGISTRY] = reg = Registry.open(config)
