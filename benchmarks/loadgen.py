@@ -15,6 +15,11 @@ prints one JSON object on stdout. Modes:
 
 Every mode reports operations, seconds, rate, latency percentiles, errors and the CPU
 seconds the generator itself used (to tell a client-bound result).
+
+With ``bases`` (a list of base URLs) instead of ``base``, the load is spread over several
+registry processes as a round-robin load balancer would: operation i (its POST and its PUT
+together) goes to ``bases[i % len(bases)]``, and in ``get`` mode connection k to
+``bases[k % len(bases)]``. One process's counts are in ``per_base``.
 """
 
 from __future__ import annotations
@@ -41,6 +46,11 @@ def _percentile(sorted_values: list[float], q: float) -> float:
         return float("nan")
     k = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
     return sorted_values[k]
+
+
+def _bases(spec: dict[str, Any]) -> list[str]:
+    bases = spec.get("bases") or [spec["base"]]
+    return [str(b) for b in bases]
 
 
 def _with_digest(base: str, location: str, digest: str) -> str:
@@ -84,9 +94,9 @@ def _manifest(spec: dict[str, Any], i: int) -> bytes:
 
 
 async def _put_manifest(
-    session: aiohttp.ClientSession, spec: dict[str, Any], i: int, body: bytes
+    session: aiohttp.ClientSession, base: str, spec: dict[str, Any], i: int, body: bytes
 ) -> None:
-    url = f"{spec['base']}/v2/{spec['repo']}/manifests/{spec['prefix']}-{i}"
+    url = f"{base}/v2/{spec['repo']}/manifests/{spec['prefix']}-{i}"
     async with session.put(url, data=body, headers={"Content-Type": OCI_MANIFEST}) as r:
         await r.read()
         if r.status != 201:
@@ -96,7 +106,8 @@ async def _put_manifest(
 async def _run_ops(spec: dict[str, Any]) -> dict[str, Any]:
     count, concurrency = int(spec["count"]), int(spec["concurrency"])
     mode = spec["mode"]
-    base = spec["base"]
+    bases = _bases(spec)
+    per_base = [0] * len(bases)
     run_id = os.urandom(8)
     # Inputs are made before the clock starts.
     if mode == "push-blobs":
@@ -119,16 +130,18 @@ async def _run_ops(spec: dict[str, Any]) -> dict[str, Any]:
             while next_index < count:
                 i = next_index
                 next_index += 1
+                b = i % len(bases)
                 t0 = time.perf_counter()
                 try:
                     if mode == "push-blobs":
-                        await _push_blob(session, base, spec["repo"], payloads[i])
+                        await _push_blob(session, bases[b], spec["repo"], payloads[i])
                     else:
-                        await _put_manifest(session, spec, i, payloads[i])
+                        await _put_manifest(session, bases[b], spec, i, payloads[i])
                 except Exception as exc:
                     errors.append(str(exc))
                     continue
                 latencies.append(time.perf_counter() - t0)
+                per_base[b] += 1
 
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
@@ -145,11 +158,13 @@ async def _run_ops(spec: dict[str, Any]) -> dict[str, Any]:
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
         "client_cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
+        "per_base": per_base,
     }
 
 
 async def _run_get(spec: dict[str, Any]) -> dict[str, Any]:
-    url = spec["base"] + spec["path"]
+    urls = [base + spec["path"] for base in _bases(spec)]
+    per_base = [0] * len(urls)
     headers = {"Accept": spec.get("accept", "*/*")}
     duration = float(spec["duration"])
     concurrency = int(spec["concurrency"])
@@ -159,26 +174,29 @@ async def _run_get(spec: dict[str, Any]) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=connector) as session:
         deadline = 0.0
 
-        async def worker() -> None:
+        async def worker(k: int) -> None:
             nonlocal errors
+            b = k % len(urls)
             while time.perf_counter() < deadline:
                 t0 = time.perf_counter()
-                async with session.get(url, headers=headers) as r:
+                async with session.get(urls[b], headers=headers) as r:
                     await r.read()
                     if r.status != 200:
                         errors += 1
                         continue
                 latencies.append(time.perf_counter() - t0)
+                per_base[b] += 1
 
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         deadline = start + duration
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
         seconds = time.perf_counter() - start
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     latencies.sort()
     return {
         "ops": len(latencies),
+        "per_base": per_base,
         "seconds": seconds,
         "rate": len(latencies) / seconds,
         "p50_ms": _percentile(latencies, 0.50) * 1000,

@@ -13,6 +13,12 @@ results.json, table.md and chart.png to --out (default benchmarks/results/).
 The ratio column is always "how many times better ocinest is": ocinest / reference for
 rates, reference / ocinest for times. `--smoke` runs every scenario tiny (seconds) so that
 CI keeps the harness alive; its numbers mean nothing.
+
+The scale-out scenario compares ocinest with itself instead: 2 `ocinest serve` processes
+against 1, over one shared PostgreSQL database and S3 bucket (the ratio is 2 processes /
+1 process). It uses OCINEST_TEST_POSTGRES and S3_ENDPOINT (+ AWS keys) when set, and
+otherwise starts a throw-away PostgreSQL and Ceph S3 itself (scripts/), except in smoke mode,
+where it is skipped without them.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import os
 import platform
 import queue
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -98,6 +105,10 @@ class Params:
     gc_push_gap: float
     copy_children: int
     copy_rounds: int
+    scale_rounds: int
+    scale_blobs: int  # 1 MiB blobs pushed per scale-out push run
+    scale_push_concurrency: int
+    scale_warmup: bool
 
 
 FULL = Params(
@@ -122,6 +133,10 @@ FULL = Params(
     gc_push_gap=0.1,
     copy_children=100,
     copy_rounds=3,
+    scale_rounds=5,
+    scale_blobs=160,
+    scale_push_concurrency=8,
+    scale_warmup=True,
 )
 SMOKE = Params(
     rounds=2,
@@ -145,6 +160,10 @@ SMOKE = Params(
     gc_push_gap=0.05,
     copy_children=5,
     copy_rounds=1,
+    scale_rounds=1,
+    scale_blobs=8,
+    scale_push_concurrency=8,
+    scale_warmup=False,
 )
 
 SCENARIOS = (
@@ -160,6 +179,7 @@ SCENARIOS = (
     "tree-scale",
     "copy",
     "gc",
+    "scale-out",
 )
 
 
@@ -260,11 +280,19 @@ _STARTED: list[Server] = []
 class Server:
     """A registry process on a loopback port, started and stopped by its pid only."""
 
-    def __init__(self, label: str, argv: list[str], port: int, log_path: Path) -> None:
+    def __init__(
+        self,
+        label: str,
+        argv: list[str],
+        port: int,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.label = label
         self.argv = argv
         self.port = port
         self.log_path = log_path
+        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -274,7 +302,12 @@ class Server:
     def start(self) -> Server:
         logf = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            self.argv, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, start_new_session=True
+            self.argv,
+            stdout=logf,
+            stderr=logf,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=self.env,
         )
         logf.close()
         _STARTED.append(self)
@@ -351,6 +384,297 @@ def reference_server(label: str, root: Path, logs: Path) -> Server:
         f"http:\n  addr: 127.0.0.1:{port}\n"
     )
     return Server(label, ["docker-registry", "serve", str(config)], port, logs / f"{label}.log")
+
+
+# --------------------------------------------------------------------------------------------
+# The scale-out scenario's shared stores: one PostgreSQL database and one S3 bucket, taken
+# from the environment (as CI provides them) or started here, on ports of their own.
+
+SCALE_PG_PORT = 56432  # CI uses 55432
+SCALE_RGW_PORT = 7490  # CI uses 7480
+SCALE_MON_PORTS = (3310, 6799)  # CI's Ceph uses 3300 and 6789
+AWS_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+class ServiceError(Exception):
+    """A service the scale-out scenario needs could not be started; the message says why."""
+
+
+def pick_port(preferred: int, taken: set[int]) -> int:
+    """`preferred` when nothing listens there, else the next free port above it."""
+    for port in range(preferred, preferred + 200):
+        if port in taken:
+            continue
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        taken.add(port)
+        return port
+    raise ServiceError(f"no free port in {preferred}-{preferred + 199}")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+class SharedStores:
+    """PostgreSQL and S3 for the scale-out scenario.
+
+    From the environment when it has them: OCINEST_TEST_POSTGRES (an admin DSN: a fresh
+    database is created in it, and dropped at the end) and S3_ENDPOINT with the AWS_* keys
+    (a fresh bucket, emptied and removed at the end). Otherwise started here with
+    scripts/postgres.sh and scripts/ceph-s3-start.sh, under a folder of /tmp that the
+    `postgres` user can traverse, and stopped (by their scripts, then by pid) at the end."""
+
+    def __init__(self) -> None:
+        self.admin_dsn = os.environ.get("OCINEST_TEST_POSTGRES") or None
+        self.s3: dict[str, str] | None = None
+        if os.environ.get("S3_ENDPOINT") and all(os.environ.get(k) for k in AWS_KEYS):
+            self.s3 = {
+                k: os.environ[k]
+                for k in ("S3_ENDPOINT", *AWS_KEYS, "AWS_DEFAULT_REGION")
+                if os.environ.get(k)
+            }
+        self.origin: dict[str, str] = {
+            "postgres": "environment (OCINEST_TEST_POSTGRES)" if self.admin_dsn else "",
+            "s3": "environment (S3_ENDPOINT)" if self.s3 else "",
+        }
+        self.dir: Path | None = None
+        self.pids: dict[str, list[int]] = {}  # service started here -> its daemons' pids
+        self.database: str | None = None
+        self.bucket: str | None = None
+        self._stopped = False
+
+    @staticmethod
+    def missing_from_environment() -> list[str]:
+        names = ["OCINEST_TEST_POSTGRES", "S3_ENDPOINT", *AWS_KEYS]
+        return [n for n in names if not os.environ.get(n)]
+
+    def _service_dir(self) -> Path:
+        if self.dir is None:
+            # PostgreSQL runs as its own user: every parent must be traversable by it.
+            self.dir = Path(tempfile.mkdtemp(prefix="ocinest-bench-svc-", dir="/tmp"))
+            self.dir.chmod(0o755)
+        return self.dir
+
+    def start(self) -> None:
+        """Start what the environment does not provide."""
+        taken: set[int] = set()
+        if self.admin_dsn is None:
+            pg_dir = self._service_dir() / "pg"
+            port = pick_port(SCALE_PG_PORT, taken)
+            log(f"scale-out: starting a throw-away PostgreSQL on 127.0.0.1:{port}")
+            out = subprocess.run(
+                ["bash", str(ROOT / "scripts" / "postgres.sh"), "start", str(pg_dir), str(port)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                pid = int((pg_dir / "data" / "postmaster.pid").read_text().split()[0])
+                self.pids["postgres"] = [pid]
+            self.pids.setdefault("postgres", [])
+            if out.returncode != 0 or not out.stdout.strip():
+                raise ServiceError(
+                    f"scripts/postgres.sh start failed ({out.returncode}): {out.stderr[-1500:]}"
+                )
+            self.admin_dsn = out.stdout.strip().splitlines()[-1]
+            self.origin["postgres"] = f"started here (scripts/postgres.sh, port {port})"
+        if self.s3 is None:
+            ceph_dir = self._service_dir() / "ceph"
+            rgw = pick_port(SCALE_RGW_PORT, taken)
+            mon2, mon1 = (pick_port(p, taken) for p in SCALE_MON_PORTS)
+            log(f"scale-out: starting a throw-away Ceph S3 (radosgw on 127.0.0.1:{rgw})")
+            self.pids["ceph"] = []
+            env = {
+                **os.environ,
+                "S3_DIR": str(ceph_dir),
+                "RGW_PORT": str(rgw),
+                "MON_PORT_V2": str(mon2),
+                "MON_PORT_V1": str(mon1),
+            }
+            try:
+                out = subprocess.run(
+                    ["bash", str(ROOT / "scripts" / "ceph-s3-start.sh")],
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                    env=env,
+                )
+            finally:
+                self.pids["ceph"] = self._ceph_pids(ceph_dir)
+            if out.returncode != 0:
+                raise ServiceError(
+                    f"scripts/ceph-s3-start.sh failed ({out.returncode}): {out.stderr[-1500:]}"
+                )
+            values: dict[str, str] = {}
+            for line in (ceph_dir / "env").read_text().splitlines():
+                key, sep, value = line.removeprefix("export ").partition("=")
+                if sep:
+                    values[key.strip()] = value.strip()
+            self.s3 = values
+            self.origin["s3"] = (
+                f"started here (scripts/ceph-s3-start.sh: 1 mon, 1 memstore OSD, radosgw on "
+                f"port {rgw})"
+            )
+
+    @staticmethod
+    def _ceph_pids(ceph_dir: Path) -> list[int]:
+        """The daemons of the Ceph under `ceph_dir`: its pid files, also those that the
+        start script had not yet listed when it failed."""
+        pids: set[int] = set()
+        files = [ceph_dir / "pids", *sorted((ceph_dir / "run").glob("*.pid"))]
+        for f in files:
+            with contextlib.suppress(OSError):
+                pids |= {int(x) for x in f.read_text().split() if x.isdigit()}
+        return sorted(pids)
+
+    @property
+    def s3_endpoint(self) -> str:
+        assert self.s3 is not None
+        return self.s3["S3_ENDPOINT"]
+
+    def server_env(self) -> dict[str, str]:
+        """The environment of a registry process: the S3 keys, and no OCINEST_* variable
+        (they would override its configuration file)."""
+        assert self.s3 is not None
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OCINEST_")}
+        env.update({k: v for k, v in self.s3.items() if k.startswith("AWS_")})
+        env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        return env
+
+    def fresh(self) -> tuple[str, str]:
+        """A new, empty database (its DSN) and a new bucket name (the first registry process
+        creates the bucket)."""
+        import psycopg
+        from psycopg.conninfo import make_conninfo
+
+        assert self.admin_dsn is not None
+        tag = os.urandom(8).hex()
+        self.database = f"ocinest_bench_{tag}"
+        with psycopg.connect(self.admin_dsn, autocommit=True, connect_timeout=20) as conn:
+            conn.execute(f"CREATE DATABASE {self.database}".encode())
+        self.bucket = f"ocinest-bench-{tag}"
+        return make_conninfo(self.admin_dsn, dbname=self.database), self.bucket
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by the services started here (PostgreSQL with its
+        backends, the Ceph daemons)."""
+        return {name: sum(_proc_cpu(pid) for pid in pids) for name, pids in self.pids.items()}
+
+    def _drop_fresh(self) -> None:
+        """Remove the database and the bucket made in services this harness did not start
+        (those it started go whole)."""
+        if self.database and "postgres" not in self.pids and self.admin_dsn:
+            try:
+                import psycopg
+
+                with psycopg.connect(self.admin_dsn, autocommit=True, connect_timeout=20) as c:
+                    c.execute(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)".encode())
+            except Exception as exc:
+                log(f"scale-out: could not drop database {self.database}: {exc}")
+        if self.bucket and "ceph" not in self.pids and self.s3:
+            try:
+                import boto3
+
+                s3 = boto3.client(
+                    "s3",
+                    endpoint_url=self.s3_endpoint,
+                    region_name=self.s3.get("AWS_DEFAULT_REGION", "us-east-1"),
+                    aws_access_key_id=self.s3["AWS_ACCESS_KEY_ID"],
+                    aws_secret_access_key=self.s3["AWS_SECRET_ACCESS_KEY"],
+                )
+                with contextlib.suppress(s3.exceptions.NoSuchBucket):
+                    uploads = s3.get_paginator("list_multipart_uploads")
+                    for page in uploads.paginate(Bucket=self.bucket):
+                        for u in page.get("Uploads", []):
+                            s3.abort_multipart_upload(
+                                Bucket=self.bucket, Key=u["Key"], UploadId=u["UploadId"]
+                            )
+                    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+                        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                        if keys:
+                            s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
+                    s3.delete_bucket(Bucket=self.bucket)
+            except Exception as exc:
+                log(f"scale-out: could not remove bucket {self.bucket}: {exc}")
+
+    def stop(self) -> None:
+        """Idempotent: remove what was made in borrowed services, stop the services started
+        here by their scripts, then end by pid any daemon of theirs still alive."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._drop_fresh()
+        if self.dir is None:
+            return
+        if "ceph" in self.pids:
+            ceph_dir = self.dir / "ceph"
+            self.pids["ceph"] = sorted(set(self.pids["ceph"]) | set(self._ceph_pids(ceph_dir)))
+            with contextlib.suppress(Exception):
+                subprocess.run(
+                    ["bash", str(ROOT / "scripts" / "ceph-s3-stop.sh")],
+                    env={**os.environ, "S3_DIR": str(ceph_dir)},
+                    capture_output=True,
+                    timeout=120,
+                )
+        if "postgres" in self.pids:
+            with contextlib.suppress(Exception):
+                subprocess.run(
+                    ["bash", str(ROOT / "scripts" / "postgres.sh"), "stop", str(self.dir / "pg")],
+                    capture_output=True,
+                    timeout=120,
+                )
+        # Whatever outlived its script, by pid, and only if it is still ours (its command
+        # line names our folder).
+        for pid in [pid for pids in self.pids.values() for pid in pids]:
+            if str(self.dir) in _cmdline(pid):
+                log(f"scale-out: pid {pid} outlived its stop script; killing it")
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        log("scale-out: services stopped")
+
+
+def log_exceptions(servers: Iterable[Server], limit: int = 5) -> list[str]:
+    """The distinct exception lines (`module.Error: message`) in the servers' logs, with
+    their counts, most frequent first."""
+    counts: dict[str, int] = {}
+    pattern = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Failure|Timeout)\w*: .*")
+    for server in servers:
+        with contextlib.suppress(OSError):
+            for line in server.log_path.read_text(errors="replace").splitlines():
+                if pattern.match(line):
+                    counts[line[:240]] = counts.get(line[:240], 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:limit]
+    return [f"{n}x {line}" for line, n in ranked]
+
+
+def ocinest_scale_server(
+    label: str, data: Path, logs: Path, settings: dict[str, Any], env: dict[str, str]
+) -> Server:
+    """`ocinest serve --config FILE`, one worker, over shared stores given in `settings`."""
+    port = free_port()
+    data.mkdir(parents=True, exist_ok=True)
+    config = data.parent / f"{label}.yaml"
+    doc = {
+        "addr": f"127.0.0.1:{port}",
+        "data": str(data),
+        "workers": 1,
+        "access_log": False,
+        "log_level": "warning",
+        **settings,
+    }
+    # JSON scalars are YAML scalars: one `key: value` line each.
+    config.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in doc.items()))
+    argv = [sys.executable, "-m", "ocinest", "serve", "--config", str(config)]
+    return Server(label, argv, port, logs / f"{label}.log", env=env)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1192,7 +1516,10 @@ class Bench:
             )
         )
 
-    def loadgen(self, spec: dict[str, Any]) -> dict[str, Any]:
+    def loadgen(self, spec: dict[str, Any], allow_errors: bool = False) -> dict[str, Any]:
+        """Run loadgen.py with `spec`; its failed operations raise unless `allow_errors` (then
+        they are in the result's `errors`, and its rate counts only the operations that
+        succeeded)."""
         out = subprocess.run(
             [sys.executable, str(HERE / "loadgen.py"), json.dumps(spec)],
             capture_output=True,
@@ -1202,7 +1529,7 @@ class Bench:
         if out.returncode != 0:
             raise RuntimeError(f"loadgen failed: {out.stderr[-2000:]}")
         result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-        if result.get("errors"):
+        if result.get("errors") and not allow_errors:
             raise RuntimeError(f"loadgen {spec['mode']}: {result['errors']} errors: {result}")
         return result
 
@@ -1276,13 +1603,23 @@ class Bench:
             spec,
         )
 
-    def _get_run(self, server: Server, seconds: float) -> dict[str, Any]:
+    def _get_run(
+        self,
+        server: Server,
+        seconds: float,
+        path: str = "/v2/bench/get/manifests/latest",
+        spread: list[Server] | None = None,
+        threads: int = 1,
+    ) -> dict[str, Any]:
+        """GET `path` with get_concurrency connections for `seconds`, by wrk (`threads`
+        threads) or else the aiohttp load generator. With `spread`, the connections are
+        divided among those servers (wrk: thread k goes to server k modulo their number)."""
         p = self.p
-        url = f"{server.base}/v2/bench/get/manifests/latest"
+        url = f"{server.base}{path}"
         if self.wrk:
             cmd = [
                 self.wrk,
-                "-t1",
+                f"-t{threads}",
                 f"-c{p.get_concurrency}",
                 f"-d{max(1, round(seconds))}s",
                 "--latency",
@@ -1290,7 +1627,12 @@ class Bench:
                 str(HERE / "manifest_get.lua"),
                 url,
             ]
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+            env = {k: v for k, v in os.environ.items() if k != "WRK_TARGETS"}
+            if spread:
+                env["WRK_TARGETS"] = ",".join(f"127.0.0.1:{s.port}" for s in spread)
+            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, env=env)
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
             if line is None:
                 raise RuntimeError(f"wrk printed no result: {out.stdout[-1000:]} {out.stderr}")
@@ -1299,14 +1641,18 @@ class Bench:
                 raise RuntimeError(f"wrk against {server.label}: non-200 answers: {w}")
             errors = sum(w[k] for k in w if k.startswith("errors_"))
             if errors:  # connections broken off: kept, counted and reported
+                who = "+".join(s.label for s in spread) if spread else server.label
                 self.notes.append(
-                    f"manifest GET: {server.label} broke off connections in one run "
+                    f"manifest GET: {who} broke off connections in one run "
                     f"({errors} socket errors: {w}); see its log"
                 )
                 log(self.notes[-1])
             return {
                 "tool": "wrk",
+                "threads": threads,
                 "socket_errors": errors,
+                "ops": w["requests"],
+                "client_cpu_s": (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime),
                 "rate": w["requests"] / (w["duration_us"] / 1e6),
                 "p50_ms": w["p50_us"] / 1000,
                 "p99_ms": w["p99_us"] / 1000,
@@ -1316,7 +1662,8 @@ class Bench:
             {
                 "mode": "get",
                 "base": server.base,
-                "path": "/v2/bench/get/manifests/latest",
+                "bases": [s.base for s in spread] if spread else None,
+                "path": path,
                 "accept": ACCEPT_MANIFESTS,
                 "concurrency": p.get_concurrency,
                 "duration": seconds,
@@ -1931,6 +2278,211 @@ class Bench:
             "push_p50_ms": statistics.median(times),
             "push_max_ms": times[-1],
         }
+
+    # -- scale-out: one versus two `ocinest serve` processes over shared S3 + PostgreSQL
+
+    def scenario_scale_out(self) -> None:
+        """Throughput of 1 versus 2 registry processes sharing one PostgreSQL database and
+        one S3 bucket, the load spread over both processes' ports (round-robin, as a load
+        balancer would). The services come from the environment when it has them, else they
+        are started here (not in smoke mode, which skips the scenario without them)."""
+        missing = SharedStores.missing_from_environment()
+        if self.smoke and missing:
+            self.skipped["scale-out"] = (
+                f"services absent: {', '.join(missing)} not set. Smoke mode runs it only on "
+                "a PostgreSQL and an S3 that the environment provides, and starts none itself "
+                "(a full run does)"
+            )
+            log(f"scale-out: skipped: {self.skipped['scale-out']}")
+            return
+        stores = SharedStores()
+        atexit.register(stores.stop)
+        try:
+            try:
+                stores.start()
+            except (ServiceError, subprocess.TimeoutExpired, OSError) as exc:
+                self.skipped["scale-out"] = f"could not start the services it needs: {exc}"
+                log(f"scale-out: skipped: {self.skipped['scale-out']}")
+                return
+            self._scale_out(stores)
+        finally:
+            stores.stop()
+
+    def _scale_out(self, stores: SharedStores) -> None:
+        dsn, bucket = stores.fresh()
+        settings = {
+            "metadata": "postgres",
+            "postgres_dsn": dsn,
+            "storage": "s3",
+            "s3_endpoint": stores.s3_endpoint,
+            "s3_bucket": bucket,
+        }
+        log(
+            f"scale-out: PostgreSQL from {stores.origin['postgres']}, database "
+            f"{stores.database}; S3 from {stores.origin['s3']} at {stores.s3_endpoint}, "
+            f"bucket {bucket}"
+        )
+        env = stores.server_env()
+        servers: list[Server] = []
+        try:
+            for k in (1, 2):  # one after the other: the first creates the bucket
+                server = ocinest_scale_server(
+                    f"ocinest-s3pg-{k}", self.work / f"scale-out-{k}", self.logs, settings, env
+                )
+                servers.append(server.start())
+            log(f"scale-out: processes on {', '.join(s.base for s in servers)}")
+            self._scale_out_measure(stores, servers)
+        finally:
+            for server in reversed(servers):
+                server.stop()
+
+    def _scale_out_measure(self, stores: SharedStores, servers: list[Server]) -> None:
+        p = self.p
+        repo = "bench/scale"
+        get_path = f"/v2/{repo}/manifests/latest"
+        blob_size = MiB
+        # The two processes see one registry: an image pushed through the first is read by
+        # tag through the second, and a blob pushed through the second is in the first.
+        h1, h2 = Http(servers[0].base), Http(servers[1].base)
+        push_base_image(h1, repo, tag="latest")
+        h2.expect(200, "GET", get_path, Accept=ACCEPT_MANIFESTS)
+        digest = push_blob(h2, repo, os.urandom(4096))
+        h1.expect(200, "HEAD", f"/v2/{repo}/blobs/{digest}")
+        h1.close()
+        h2.close()
+
+        configs = {1: servers[:1], 2: servers}
+
+        def push_spec(n: int, count: int) -> dict[str, Any]:
+            return {
+                "mode": "push-blobs",
+                "base": configs[n][0].base,
+                "bases": [s.base for s in configs[n]],
+                "repo": f"{repo}-push",
+                "count": count,
+                "concurrency": p.scale_push_concurrency,
+                "size": blob_size,
+            }
+
+        def get(n: int, seconds: float) -> dict[str, Any]:
+            # Two wrk threads in both cases: the client is the same, only where it sends
+            # its connections differs.
+            return self._get_run(configs[n][0], seconds, get_path, spread=configs[n], threads=2)
+
+        for n in configs if p.scale_warmup else ():  # connections, pools, caches
+            get(n, p.get_warmup)
+            self.loadgen(push_spec(n, 2 * p.scale_push_concurrency), allow_errors=True)
+
+        raw: dict[str, dict[int, list[dict[str, Any]]]] = {
+            "get": {1: [], 2: []},
+            "push": {1: [], 2: []},
+        }
+        for r in range(p.scale_rounds):
+            order = [1, 2] if r % 2 == 0 else [2, 1]  # alternate which goes first
+            for kind in ("get", "push"):
+                for n in order:
+                    cpu0 = [s.cpu() for s in servers]
+                    svc0 = stores.cpu()
+                    if kind == "get":
+                        result = get(n, p.get_seconds)
+                    else:
+                        # A failed push is counted and reported, not fatal: the rate counts
+                        # the pushes that succeeded.
+                        result = self.loadgen(push_spec(n, p.scale_blobs), allow_errors=True)
+                    result["server_cpu_s"] = [
+                        round(s.cpu() - c, 3) for s, c in zip(servers, cpu0, strict=True)
+                    ]
+                    result["services_cpu_s"] = {
+                        k: round(v - svc0[k], 3) for k, v in stores.cpu().items()
+                    }
+                    result["load_average_1min"] = os.getloadavg()[0]
+                    raw[kind][n].append(result)
+            g, u = raw["get"], raw["push"]
+            log(
+                f"scale-out round {r + 1}: manifest GET 1 process {g[1][-1]['rate']:.0f}/s, "
+                f"2 processes {g[2][-1]['rate']:.0f}/s; 1 MiB push 1 process "
+                f"{u[1][-1]['rate']:.1f}/s, 2 processes {u[2][-1]['rate']:.1f}/s"
+            )
+        self.details["scale-out"] = {
+            "postgres": stores.origin["postgres"],
+            "s3": stores.origin["s3"],
+            "processes": [{"label": s.label, "port": s.port} for s in servers],
+            "load_generators": {
+                "get": f"{raw['get'][1][0]['tool']}, 2 threads, {p.get_concurrency} connections",
+                "push": f"aiohttp loadgen, {p.scale_push_concurrency} concurrent, round-robin",
+            },
+            "rounds": {kind: {f"{n}p": v for n, v in by.items()} for kind, by in raw.items()},
+        }
+        failed = {n: sum(x["errors"] for x in raw["push"][n]) for n in configs}
+        if any(failed.values()):
+            total = len(raw["push"][1]) * p.scale_blobs
+            kinds = sorted(
+                {x["first_error"] for n in configs for x in raw["push"][n] if x["errors"]}
+            )
+            self.notes.append(
+                f"scale-out: pushes failed: {failed[1]} of {total} with 1 process, {failed[2]} of "
+                f"{total} with 2 processes (first errors: {'; '.join(kinds)}). The registry "
+                "processes logged: " + ("; ".join(log_exceptions(servers)) or "nothing")
+            )
+            log(self.notes[-1])
+        if stores.pids:
+            self.notes.append(
+                "scale-out: PostgreSQL and/or Ceph were started by the harness on this machine, "
+                "so they share its cores with the registry processes and the load generator; "
+                "their CPU seconds per run are in results.json (details.scale-out)"
+            )
+        tool = raw["get"][1][0]["tool"]
+        title = "scale-out, S3 + PostgreSQL, 2 processes vs 1"
+        for kind, what, unit in (
+            ("get", f"manifest GET by tag, c={p.get_concurrency} ({tool}, 2 threads)", "req/s"),
+            (
+                "push",
+                f"{blob_size // MiB} MiB blob push (POST+PUT), "
+                f"{p.scale_push_concurrency} concurrent",
+                "blobs/s",
+            ),
+        ):
+            two, one = raw[kind][2], raw[kind][1]
+            if kind == "push" and any(failed.values()):
+                what += f" (failed pushes: {failed[2]} with 2 processes, {failed[1]} with 1)"
+            self.add(
+                Row(
+                    f"scale-out-{kind}",
+                    f"{title}: {what}",
+                    unit,
+                    True,
+                    [x["rate"] for x in two],
+                    [x["rate"] for x in one],
+                    base_name="1 process",
+                )
+            )
+            self.add(
+                Row(
+                    f"scale-out-{kind}-p99",
+                    f"  … {'manifest GET' if kind == 'get' else 'push'} p99 latency, "
+                    "2 processes vs 1",
+                    "ms",
+                    False,
+                    [x["p99_ms"] for x in two],
+                    [x["p99_ms"] for x in one],
+                    base_name="1 process",
+                )
+            )
+
+            # CPU seconds of both registry processes per operation, in µs (GET) or ms (push)
+            scale = 1e6 if kind == "get" else 1e3
+            self.add(
+                Row(
+                    f"scale-out-{kind}-cpu",
+                    "  … CPU of the registry processes (together) per "
+                    + ("request" if kind == "get" else "blob"),
+                    "µs" if kind == "get" else "ms",
+                    False,
+                    [scale * sum(x["server_cpu_s"]) / max(1, x["ops"]) for x in two],
+                    [scale * sum(x["server_cpu_s"]) / max(1, x["ops"]) for x in one],
+                    base_name="1 process",
+                )
+            )
 
     # -- output
 

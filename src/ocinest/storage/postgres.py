@@ -91,6 +91,10 @@ class PostgresDatabase:
                 try:
                     with self._pool.connection() as conn, conn.transaction():
                         conn.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+                        # Index lookups take fine-grained predicate locks; a sequential scan
+                        # of a small table would lock all of it and make every concurrent
+                        # writer conflict.
+                        conn.execute("SET LOCAL enable_seqscan = off")
                         return fn(_Connection(conn))
                 except RETRYABLE:
                     if attempt == ATTEMPTS - 1:
