@@ -48,9 +48,19 @@ class Config:
     upload_ttl: float = 24 * 3600
     gc_interval: float = 0
     gc_delete_untagged: bool = False
-    # Bounds of the nested tree endpoint.
+    # Bounds of the nested tree endpoint: depth, nodes, and bytes of the serialized answer.
     tree_max_depth: int = 32
     tree_max_nodes: int = 10_000
+    tree_max_bytes: int = 16 << 20
+    # Stopping: in-flight requests get shutdown_grace seconds to finish after SIGTERM/SIGINT.
+    shutdown_grace: float = 10
+    # A connection that sends no byte for idle_timeout seconds is closed (never a cap on the
+    # total time of a request that keeps moving).
+    idle_timeout: float = 60
+    # Failed logins allowed per client address, and per user and address, in auth_fail_window
+    # seconds; past it the answer is 429 with Retry-After.
+    auth_fail_limit: int = 10
+    auth_fail_window: float = 60
     # Authentication: Basic against an htpasswd (bcrypt) file; or Bearer tokens, issued by the
     # built-in endpoint /auth/token when token_key (a private key, PEM) is set, or by an
     # external issuer whose public key (PEM) or JWKS file is given. policy maps users and
