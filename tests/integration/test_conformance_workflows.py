@@ -28,6 +28,10 @@ import pytest
 from tests.conftest import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, Server, free_port, sha256
 from tests.integration.ocihttp import OCI_EMPTY, OCI_ERROR_CODES
 
+# The steps share state in order: every one of them runs in the same xdist worker, in file
+# order (pytest runs with `--dist loadgroup`, see pyproject.toml).
+pytestmark = pytest.mark.xdist_group("conformance-workflows")
+
 NAMESPACE = "conformance/myorg/myrepo"
 TEST_TAG = "tagtest0"
 EMPTY_LAYER_TAG = "emptylayer"
