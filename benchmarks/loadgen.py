@@ -25,7 +25,6 @@ together) goes to ``bases[i % len(bases)]``, and in ``get`` mode connection k to
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import resource
@@ -35,10 +34,7 @@ import urllib.parse
 from typing import Any
 
 import aiohttp
-
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+from harness.oci import OCI_MANIFEST, image_manifest, sha256
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -60,7 +56,7 @@ def _with_digest(base: str, location: str, digest: str) -> str:
 
 
 async def _push_blob(session: aiohttp.ClientSession, base: str, repo: str, data: bytes) -> None:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    digest = sha256(data)
     async with session.post(f"{base}/v2/{repo}/blobs/uploads/") as r:
         await r.read()
         if r.status != 202:
@@ -77,20 +73,11 @@ async def _push_blob(session: aiohttp.ClientSession, base: str, repo: str, data:
 
 
 def _manifest(spec: dict[str, Any], i: int) -> bytes:
-    doc = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": OCI_CONFIG,
-            "digest": spec["config_digest"],
-            "size": spec["config_size"],
-        },
-        "layers": [
-            {"mediaType": OCI_LAYER, "digest": spec["layer_digest"], "size": spec["layer_size"]}
-        ],
-        "annotations": {"bench.run": spec["prefix"], "bench.i": str(i)},
-    }
-    return json.dumps(doc).encode()
+    return image_manifest(
+        (spec["config_digest"], spec["config_size"]),
+        (spec["layer_digest"], spec["layer_size"]),
+        **{"bench.run": spec["prefix"], "bench.i": str(i)},
+    )
 
 
 async def _put_manifest(

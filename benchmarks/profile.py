@@ -25,10 +25,12 @@ import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import run  # noqa: E402
+from harness.client import Http, push_base_image, push_blob, push_chunked
+from harness.common import BENCH_DIR, MiB, python_script
+from harness.load import wrk_argv
+from harness.oci import sha256
+from harness.servers import children, ocinest_server
+from scenarios.tree import seed_nested_tree, tree_url, walk
 
 PY_SPY_PIN = "py-spy==0.4.3"
 
@@ -112,7 +114,7 @@ def main() -> int:
         action="store_true",
         help="first fill the registry with the GC scenario's ~100k manifests (seed_gc.py)",
     )
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "profiles")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "profiles")
     args = parser.parse_args()
     spy = py_spy()
     work = Path(tempfile.mkdtemp(prefix="ocinest-profile-"))
@@ -120,53 +122,45 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.big:
         subprocess.run(
-            [sys.executable, str(HERE / "seed_gc.py"), str(work / "data")],
+            [*python_script("seed_gc.py"), str(work / "data")],
             check=True,
             stdout=subprocess.DEVNULL,
         )
-    server = run.ocinest_server("ocinest", work / "data", work / "logs", args.workers).start()
+    server = ocinest_server("ocinest", work / "data", work / "logs", args.workers).start()
     stop = threading.Event()
     try:
-        h = run.Http(server.base)
+        h = Http(server.base)
         if args.load == "manifest-get":
-            run.push_base_image(h, "bench/get", tag="latest")
+            push_base_image(h, "bench/get", tag="latest")
             wrk = shutil.which("wrk")
             if not wrk:
                 sys.exit("wrk is needed: apt-get install wrk")
+            url = f"{server.base}/v2/bench/get/manifests/latest"
             load = subprocess.Popen(
-                [
-                    wrk,
-                    "-t1",
-                    "-c32",
-                    f"-d{int(args.seconds) + 2}s",
-                    "-s",
-                    str(HERE / "manifest_get.lua"),
-                    f"{server.base}/v2/bench/get/manifests/latest",
-                ],
-                stdout=subprocess.DEVNULL,
+                wrk_argv(wrk, url, 1, 32, int(args.seconds) + 2), stdout=subprocess.DEVNULL
             )
 
             def finish() -> None:
                 load.wait()
         else:
             if args.load in ("tree", "walk"):
-                run.seed_nested_tree(server.base, args.children)
-            buf = bytearray(os.urandom(256 * run.MiB))
+                seed_nested_tree(server.base, args.children)
+            buf = bytearray(os.urandom(256 * MiB))
 
             def loop() -> None:
-                c = run.Http(server.base)
+                c = Http(server.base)
                 while not stop.is_set():
                     if args.load.startswith("upload"):
                         buf[:16] = os.urandom(16)
                         mv = memoryview(buf)
                         if args.load == "upload":
-                            run.push_blob(c, "bench/upload", mv, run.sha256(mv))
+                            push_blob(c, "bench/upload", mv, sha256(mv))
                         else:
-                            run.push_chunked(c, "bench/upload", mv, 16 * run.MiB, run.sha256(mv))
+                            push_chunked(c, "bench/upload", mv, 16 * MiB, sha256(mv))
                     elif args.load == "tree":
-                        c.expect(200, "GET", f"/v2/tree/n{args.children}/_ocinest/tree/latest")
+                        c.expect(200, "GET", tree_url(f"tree/n{args.children}"))
                     else:
-                        run.Bench._walk(c, f"tree/n{args.children}")
+                        walk(c, f"tree/n{args.children}")
                 c.close()
 
             thread = threading.Thread(target=loop)
@@ -180,13 +174,7 @@ def main() -> int:
         raw = args.out / f"{args.load}.txt"
         pids = [server.proc.pid] if server.proc else []
         if args.workers > 1:  # the workers are the master's children; profile the first
-            pids = [
-                int(p)
-                for p in os.listdir("/proc")
-                if p.isdigit()
-                and Path(f"/proc/{p}/stat").exists()
-                and int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pids[0]
-            ][:1]
+            pids = children(pids[0])[:1]
         subprocess.run(
             [
                 spy,

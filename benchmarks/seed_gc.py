@@ -28,16 +28,14 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from harness.oci import OCI_INDEX, OCI_MANIFEST, Descriptor, image_index, image_manifest
+
 from ocinest.oci.digest import Digest
 from ocinest.oci.manifest import parse_manifest
 from ocinest.storage import sqlite as sqlite_store
 from ocinest.storage.filesystem import FilesystemBlobStore
 from ocinest.storage.sqlite import SQLiteMetaStore
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 BLOBS_PER_REPO = 15
 INDEXES_PER_REPO = 10
 CHILDREN_PER_INDEX = 10
@@ -63,18 +61,6 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-def _image(config: tuple[str, int], layer: tuple[str, int], repo: int, i: int) -> bytes:
-    return json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config[0], "size": config[1]},
-            "layers": [{"mediaType": OCI_LAYER, "digest": layer[0], "size": layer[1]}],
-            "annotations": {"bench.gc": f"{repo}/{i}"},
-        }
-    ).encode()
-
-
 async def seed(data: Path, repos: int, per_repo: int) -> dict[str, object]:
     start = time.monotonic()
     fast = _fast_sqlite()
@@ -89,7 +75,7 @@ async def seed(data: Path, repos: int, per_repo: int) -> dict[str, object]:
     try:
         for r in range(repos):
             name = f"gc/r{r:03d}"
-            descs: list[tuple[str, int]] = []
+            descs: list[Descriptor] = []
             for b in range(BLOBS_PER_REPO):
                 content = f"ocinest gc seed {r} {b}\n".encode().ljust(512, b".")
                 digest = Digest.of(content)
@@ -105,14 +91,15 @@ async def seed(data: Path, repos: int, per_repo: int) -> dict[str, object]:
                 descs.append((str(digest), size))
             # Image manifests: even i tagged (blobs 0-4); odd i untagged, the first `pinned`
             # of them (by odd rank) pinned by indexes (blobs 5-9), the rest loose (10-14).
-            children: list[tuple[str, int]] = []
+            children: list[Descriptor] = []
             jobs = []
             for i in range(per_repo):
                 if i % 2 == 0:
                     group, tag = 0, f"v{i}"
                 else:
                     group, tag = (5 if i // 2 < pinned else 10), None
-                body = _image(descs[group + i % 5], descs[group + (i + 1) % 5], r, i)
+                config, layer = descs[group + i % 5], descs[group + (i + 1) % 5]
+                body = image_manifest(config, layer, **{"bench.gc": f"{r}/{i}"})
                 manifest = parse_manifest(body, OCI_MANIFEST)
                 if tag is None and i // 2 < pinned:
                     children.append((str(manifest.digest), manifest.size))
@@ -123,16 +110,10 @@ async def seed(data: Path, repos: int, per_repo: int) -> dict[str, object]:
             await asyncio.gather(*jobs)
             for j in range(INDEXES_PER_REPO):
                 pins = children[j * CHILDREN_PER_INDEX : (j + 1) * CHILDREN_PER_INDEX]
-                body = json.dumps(
-                    {
-                        "schemaVersion": 2,
-                        "mediaType": OCI_INDEX,
-                        "manifests": [
-                            {"mediaType": OCI_MANIFEST, "digest": d, "size": s} for d, s in pins
-                        ],
-                        "annotations": {"bench.gc.index": f"{r}/{j}"},
-                    }
-                ).encode()
+                body = image_index(
+                    [{"mediaType": OCI_MANIFEST, "digest": d, "size": s} for d, s in pins],
+                    **{"bench.gc.index": f"{r}/{j}"},
+                )
                 manifest = parse_manifest(body, OCI_INDEX)
                 await meta.put_manifest(name, manifest, f"index-{j}" if j < 5 else None)
             total += per_repo + INDEXES_PER_REPO
