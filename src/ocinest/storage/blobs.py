@@ -9,14 +9,6 @@ from typing import Protocol
 from ocinest.oci.digest import Digest
 
 
-class UploadOffsetMismatch(Exception):
-    """A chunk did not start where the upload ends; `size` is where it ends."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__(f"upload is {size} bytes long")
-        self.size = size
-
-
 class BlobStore(Protocol):
     """Blobs by digest, written only through verified upload sessions.
 
@@ -45,13 +37,14 @@ class BlobStore(Protocol):
     async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int:
         """Append `chunks` at `offset`; durable when it returns the upload's new size.
 
-        Raises `UploadOffsetMismatch` when `offset` is not the upload's size.
+        Raises `UploadOffsetMismatch` when `offset` is not the upload's size, `UploadUnknown`
+        when the upload does not exist.
         """
 
     async def verify(self, upload_id: str, digest: Digest) -> int:
         """Check the upload against `digest`; returns its size.
 
-        Raises `OCIError(DIGEST_INVALID)` on mismatch (the upload is kept).
+        Raises `DigestMismatch` on mismatch (the upload is kept); `UploadUnknown` when it is gone.
         """
 
     def publish(self, upload_id: str, digest: Digest) -> None:

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ocinest.oci.digest import CANONICAL, Digest, Hasher, new_hasher
-from ocinest.oci.errors import ErrorCode, OCIError
-from ocinest.storage.blobs import UploadOffsetMismatch
+from ocinest.storage.errors import DigestMismatch, UploadOffsetMismatch, UploadUnknown
 
 T = TypeVar("T")
 
@@ -103,7 +102,7 @@ class FilesystemBlobStore:
         try:
             fd = os.open(self._upload_path(upload_id), os.O_WRONLY | os.O_APPEND)
         except FileNotFoundError:
-            raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} is gone") from None
+            raise UploadUnknown(upload_id) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -183,16 +182,13 @@ class FilesystemBlobStore:
             else:
                 actual = _hash_file(path, digest.algorithm)
             if actual != digest.encoded:
-                raise OCIError(
-                    ErrorCode.DIGEST_INVALID,
-                    f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}",
-                )
+                raise DigestMismatch(str(digest), f"{digest.algorithm}:{actual}")
             return size
 
         try:
             return await self._run(check)
         except FileNotFoundError:
-            raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} is gone") from None
+            raise UploadUnknown(upload_id) from None
 
     def publish(self, upload_id: str, digest: Digest) -> None:
         # A hard link, not a rename: should the metadata transaction around it not commit,

@@ -88,7 +88,7 @@ class MetaStore(Protocol):
     async def unlink_blob(self, repository: str, digest: Digest) -> None:
         """Remove the blob's link from `repository`. A blob that a manifest of the repository
         still references stays visible until that manifest goes, so no manifest is left
-        pointing at missing content. Raises `BLOB_UNKNOWN` when it is not visible."""
+        pointing at missing content. Raises `BlobUnknown` when it is not visible."""
 
     # Manifests and tags.
     async def get_manifest(self, repository: str, reference: str) -> StoredManifest | None:
@@ -107,17 +107,17 @@ class MetaStore(Protocol):
     async def put_manifest(self, repository: str, manifest: Manifest, tag: str | None) -> None:
         """Store `manifest` and its reference edges, and point `tag` at it, atomically.
 
-        Raises `MANIFEST_BLOB_UNKNOWN` (one entry per missing reference) and `MANIFEST_INVALID`.
+        Raises `ReferencesInvalid` (one problem per missing or mismatched reference).
         """
 
     async def delete_manifest(self, repository: str, digest: Digest) -> None:
         """Delete the manifest and the tags that point at it.
 
-        Raises `MANIFEST_UNKNOWN`, and `DENIED` (409) while another manifest references it.
+        Raises `ManifestUnknown`, and `ManifestReferenced` while another manifest references it.
         """
 
     async def delete_tag(self, repository: str, tag: str) -> None:
-        """Raises `MANIFEST_UNKNOWN` when there is no such tag."""
+        """Raises `ManifestUnknown` when there is no such tag."""
 
     async def list_tags(self, repository: str, limit: int, last: str | None) -> list[str] | None:
         """Tags in lexical order after `last`; None when the repository is unknown."""

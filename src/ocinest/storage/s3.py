@@ -22,8 +22,12 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
 from ocinest.oci.digest import CANONICAL, Digest, Hasher, new_hasher
-from ocinest.oci.errors import ErrorCode, OCIError
-from ocinest.storage.blobs import UploadOffsetMismatch
+from ocinest.storage.errors import (
+    DigestMismatch,
+    UploadComplete,
+    UploadOffsetMismatch,
+    UploadUnknown,
+)
 
 T = TypeVar("T")
 MIN_PART = 5 << 20  # S3's smallest part but the last
@@ -168,9 +172,9 @@ class S3BlobStore:
     async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int:
         state = await self._run(self._load, upload_id)
         if state is None:
-            raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} is gone")
+            raise UploadUnknown(upload_id)
         if state.completed:
-            raise OCIError(ErrorCode.BLOB_UPLOAD_INVALID, f"upload {upload_id} is complete")
+            raise UploadComplete(upload_id)
         if offset != state.size:
             raise UploadOffsetMismatch(state.size)
         running = self._hashers.pop(upload_id, None)
@@ -223,7 +227,7 @@ class S3BlobStore:
         def finish() -> int:
             state = self._load(upload_id)
             if state is None:
-                raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} is gone")
+                raise UploadUnknown(upload_id)
             key = self._upload_key(upload_id, "data")
             if not state.completed:
                 tail = self._tail(upload_id, state)
@@ -261,10 +265,7 @@ class S3BlobStore:
             else:
                 actual = self._hash_object(key, digest.algorithm)
             if actual != digest.encoded:
-                raise OCIError(
-                    ErrorCode.DIGEST_INVALID,
-                    f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}",
-                )
+                raise DigestMismatch(str(digest), f"{digest.algorithm}:{actual}")
             return state.size
 
         return await self._run(finish)

@@ -14,8 +14,14 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from ocinest.oci.digest import Digest
-from ocinest.oci.errors import ErrorCode, ErrorDetail, OCIError
 from ocinest.oci.manifest import Manifest
+from ocinest.storage.errors import (
+    BlobUnknown,
+    ManifestReferenced,
+    ManifestUnknown,
+    ReferenceProblem,
+    ReferencesInvalid,
+)
 from ocinest.storage.meta import GCPlan, ManifestNode, Referrer, StoredManifest, Upload
 
 T = TypeVar("T")
@@ -236,7 +242,7 @@ class SQLMetaStore:
         def unlink(c: Connection) -> None:
             repo_id = self._repo_id(c, repository)
             if repo_id is None or _visible_blob_size(c, repo_id, str(digest)) is None:
-                raise OCIError(ErrorCode.BLOB_UNKNOWN, f"blob {digest} is not in {repository}")
+                raise BlobUnknown(repository, str(digest))
             c.execute(
                 "DELETE FROM repo_blobs WHERE repo_id = ? AND digest = ?", (repo_id, str(digest))
             )
@@ -306,9 +312,9 @@ class SQLMetaStore:
         def put(c: Connection) -> None:
             repo_id = self._repo_id(c, repository, create=True)
             digest = str(manifest.digest)
-            edges, errors = self._check_references(c, repository, repo_id, manifest)
-            if errors:
-                raise OCIError.many(errors, status=400)
+            edges, problems = self._check_references(c, repository, repo_id, manifest)
+            if problems:
+                raise ReferencesInvalid(problems)
             now = time.time()
             c.execute(
                 "INSERT INTO manifests(repo_id, digest, media_type, size, content, artifact_type,"
@@ -350,26 +356,24 @@ class SQLMetaStore:
 
     def _check_references(
         self, c: Connection, repository: str, repo_id: int | None, manifest: Manifest
-    ) -> tuple[list[tuple[str, int, str]], list[ErrorDetail]]:
-        """The edges `manifest` makes, and an error for each reference that is not there."""
+    ) -> tuple[list[tuple[str, int, str]], list[ReferenceProblem]]:
+        """The edges `manifest` makes, and a problem for each reference that is not there."""
         edges: list[tuple[str, int, str]] = []
-        errors: list[ErrorDetail] = []
+        problems: list[ReferenceProblem] = []
         for ref in manifest.references:
             d = ref.descriptor
             digest = str(d.digest)
             if ref.kind == "blob":
                 size = None if repo_id is None else _visible_blob_size(c, repo_id, digest)
                 if size is None:
-                    errors.append(
-                        ErrorDetail(
-                            ErrorCode.MANIFEST_BLOB_UNKNOWN, f"blob {digest} is not in {repository}"
-                        )
+                    problems.append(
+                        ReferenceProblem(f"blob {digest} is not in {repository}", missing=True)
                     )
                 elif size != d.size:
-                    errors.append(
-                        ErrorDetail(
-                            ErrorCode.MANIFEST_INVALID,
+                    problems.append(
+                        ReferenceProblem(
                             f"descriptor of blob {digest} says size {d.size}, the blob has {size}",
+                            missing=False,
                         )
                     )
                 else:
@@ -382,29 +386,26 @@ class SQLMetaStore:
                 "SELECT media_type, size FROM manifests WHERE repo_id = ? AND digest = ?",
                 (target_id, digest),
             ).fetchone()
+            nested = ref.child is not None
             if row is None:
-                errors.append(
-                    ErrorDetail(
-                        ErrorCode.MANIFEST_BLOB_UNKNOWN, f"manifest {digest} is not in {target}"
+                problems.append(
+                    ReferenceProblem(
+                        f"manifest {digest} is not in {target}", missing=True, nested=nested
                     )
                 )
             elif (row[0], row[1]) != (d.media_type, d.size):
-                code = (
-                    ErrorCode.MANIFEST_INVALID
-                    if ref.child is None
-                    else ErrorCode.MANIFEST_BLOB_UNKNOWN
-                )
-                errors.append(
-                    ErrorDetail(
-                        code,
+                problems.append(
+                    ReferenceProblem(
                         f"descriptor of manifest {target}@{digest} says {d.media_type}, "
                         f"{d.size} bytes; the manifest is {row[0]}, {row[1]} bytes",
+                        missing=False,
+                        nested=nested,
                     )
                 )
             else:
                 assert target_id is not None
                 edges.append(("manifest", target_id, digest))
-        return edges, errors
+        return edges, problems
 
     async def delete_manifest(self, repository: str, digest: Digest) -> None:
         def delete(c: Connection) -> None:
@@ -416,9 +417,7 @@ class SQLMetaStore:
                 ).fetchone()
                 is None
             ):
-                raise OCIError(
-                    ErrorCode.MANIFEST_UNKNOWN, f"manifest {digest} is not in {repository}"
-                )
+                raise ManifestUnknown(repository, str(digest))
             user = c.execute(
                 "SELECT r.name, f.digest FROM refs f JOIN repositories r ON r.id = f.repo_id "
                 "WHERE f.target_repo_id = ? AND f.target_digest = ? AND f.kind = 'manifest' "
@@ -426,12 +425,7 @@ class SQLMetaStore:
                 (*key, *key),
             ).fetchone()
             if user is not None:
-                raise OCIError(
-                    ErrorCode.DENIED,
-                    f"manifest {repository}@{digest} is referenced by index {user[0]}@{user[1]}; "
-                    "delete that index first",
-                    status=409,
-                )
+                raise ManifestReferenced(repository, str(digest), f"{user[0]}@{user[1]}")
             c.execute("DELETE FROM tags WHERE repo_id = ? AND digest = ?", key)
             c.execute("DELETE FROM refs WHERE repo_id = ? AND digest = ?", key)
             c.execute("DELETE FROM reach WHERE repo_id = ? AND owner = ?", key)
@@ -444,7 +438,7 @@ class SQLMetaStore:
             repo_id = self._repo_id(c, repository)
             cur = c.execute("DELETE FROM tags WHERE repo_id = ? AND name = ?", (repo_id, tag))
             if cur.rowcount == 0:
-                raise OCIError(ErrorCode.MANIFEST_UNKNOWN, f"tag {tag!r} is not in {repository}")
+                raise ManifestUnknown(repository, tag, kind="tag")
 
         await self._db.write(delete)
 
