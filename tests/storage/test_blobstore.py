@@ -78,6 +78,26 @@ async def test_append_at_a_wrong_offset_is_refused_and_changes_nothing(blobs: Bl
     assert await blobs.verify("u1", Digest.of(first)) == 50
 
 
+async def test_of_two_appends_at_one_offset_at_once_one_is_refused(open_blobs: OpenBlobs) -> None:
+    """Two registry processes taking a chunk for the same offset at the same time: only one
+    may be acknowledged (`append` returning means durable), as the upload holds only one."""
+    first, second = open_blobs(), open_blobs()
+    await first.start_upload("u1")
+    ours, theirs = b"A" * 100, b"B" * 150
+    results = await asyncio.gather(
+        first.append("u1", 0, chunks(ours)),
+        second.append("u1", 0, chunks(theirs)),
+        return_exceptions=True,
+    )
+    landed = [r for r in results if isinstance(r, int)]
+    refused = [r for r in results if isinstance(r, UploadOffsetMismatch)]
+    assert len(landed) == len(refused) == 1, results
+    size = await first.upload_size("u1")
+    assert size == landed[0]
+    winner = ours if size == len(ours) else theirs
+    assert await first.verify("u1", Digest.of(winner)) == size
+
+
 async def test_verify_refuses_other_content_and_keeps_the_upload(blobs: BlobStore) -> None:
     data = os.urandom(300)
     await blobs.start_upload("u1")

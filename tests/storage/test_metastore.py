@@ -167,6 +167,11 @@ async def test_a_manifest_under_sha512_is_found_by_that_digest(meta: MetaStore) 
     assert manifest.digest == Digest.of(plain.raw, "sha512")
     assert await meta.get_manifest("repo", str(manifest.digest)) == as_stored("repo", manifest)
     assert await meta.get_manifest("repo", str(plain.digest)) is None
+    # The same bytes under both algorithms are two manifests: either goes alone.
+    await meta.put_manifest("repo", plain, "v2")
+    await meta.delete_manifest("repo", manifest.digest)
+    assert await meta.get_manifest("repo", "v2") == as_stored("repo", plain)
+    assert await meta.get_manifest("repo", "v1") is None
 
 
 async def test_a_manifest_whose_blobs_are_missing_is_refused(meta: MetaStore) -> None:
@@ -461,6 +466,8 @@ async def test_gc_delete_manifests_rechecks_each(meta: MetaStore) -> None:
     await meta.delete_tag("p", "v1")
     await meta.delete_tag("p/a/b", "leaf-tag")
     retagged = await push_image(meta, "repo")
+    subject = await push_image(meta, "repo", "subject")
+    signature = await push_image(meta, "repo", artifactType=SIG, subject=descriptor(subject))
     cutoff = time.time()
     planned = [(r, d) for r, d, _ in (await meta.gc_plan(cutoff, delete_untagged=True)).manifests]
     assert ("repo", str(retagged.digest)) in planned
@@ -469,9 +476,12 @@ async def test_gc_delete_manifests_rechecks_each(meta: MetaStore) -> None:
     # A child goes only once its index went; given index first, the tree goes at once.
     tree = [("p/a/b", str(leaf.digest)), ("p/a", str(mid.digest)), ("p", str(top.digest))]
     assert await meta.gc_delete_manifests(tree[:1], cutoff) == []
-    gone = await meta.gc_delete_manifests([*reversed(tree), ("repo", str(retagged.digest))], cutoff)
+    # Neither a manifest tagged since the plan nor a referrer of a manifest that stays goes.
+    others = [("repo", str(m.digest)) for m in (retagged, signature)]
+    gone = await meta.gc_delete_manifests([*reversed(tree), *others], cutoff)
     assert gone == list(reversed(tree))
-    assert [(r, d) for r, d, _ in await meta.all_manifests()] == [("repo", str(retagged.digest))]
+    left = [(r, d) for r, d, _ in await meta.all_manifests()]
+    assert sorted(left) == sorted([*others, ("repo", str(subject.digest))])
     assert await meta.reached_through("p/a/b", str(leaf.digest)) == []
 
 
