@@ -85,6 +85,7 @@ def open_blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenB
                 secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
                 prefix=prefix,
                 part_size=PART_SIZE,
+                redirect=True,  # so that its presigned URLs are tried too
             )
 
     def open_one() -> BlobStore:

@@ -10,6 +10,7 @@ import os
 import time
 import uuid
 
+import httpx
 import pytest
 
 from ocinest.oci.digest import Digest
@@ -50,6 +51,19 @@ async def test_read_returns_exactly_the_range_asked_for(blobs: BlobStore) -> Non
     digest = await upload(blobs, data)
     for start, end in [(0, 1000), (0, 1), (10, 500), (999, 1000), (500, 500)]:
         assert await read_all(blobs, digest, start, end) == data[start:end], (start, end)
+
+
+async def test_a_blob_is_served_from_its_local_file_or_presigned_url(blobs: BlobStore) -> None:
+    """What the registry serves without streaming through itself: sendfile from a local
+    store, or a redirect to a remote one."""
+    data = os.urandom(700)
+    digest = await upload(blobs, data)
+    path, url = blobs.local_path(digest), blobs.presigned_url(digest)
+    if path is not None:
+        assert path.read_bytes() == data
+    else:
+        assert url is not None
+        assert httpx.get(url, timeout=30).content == data
 
 
 async def test_empty_blob(blobs: BlobStore) -> None:
