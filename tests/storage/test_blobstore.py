@@ -1,0 +1,265 @@
+"""The BlobStore protocol (ocinest.storage.blobs), on every blob backend: upload sessions,
+verification, publication, ranged reads, deletion, listing, and what survives a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import os
+import time
+import uuid
+
+import httpx
+import pytest
+
+from ocinest.oci.digest import Digest
+from ocinest.oci.errors import ErrorCode, OCIError
+from ocinest.storage.blobs import BlobStore, UploadOffsetMismatch
+from tests.storage.conftest import PART_SIZE, OpenBlobs
+from tests.storage.content import chunks, read_all, upload
+
+
+def listed(blobs: BlobStore) -> dict[str, int]:
+    """What `scan` lists: digest -> size."""
+    return {digest: size for digest, size, _ in blobs.scan()}
+
+
+async def test_chunked_upload_becomes_a_readable_blob(blobs: BlobStore) -> None:
+    parts = [os.urandom(100), os.urandom(1), os.urandom(3000)]
+    data = b"".join(parts)
+    digest = Digest.of(data)
+    await blobs.start_upload("u1")
+    assert await blobs.upload_size("u1") == 0
+    offset = 0
+    for part in parts:
+        offset = await blobs.append("u1", offset, chunks(part[:10], part[10:]))
+        assert await blobs.upload_size("u1") == offset
+    assert offset == len(data)
+    assert await blobs.verify("u1", digest) == len(data)
+    assert listed(blobs) == {}  # verified is not published
+    started = time.time()
+    blobs.publish("u1", digest)
+    assert await read_all(blobs, digest, 0, len(data)) == data
+    [(name, size, mtime)] = list(blobs.scan())
+    assert (name, size) == (str(digest), len(data))
+    assert abs(mtime - started) < 120
+
+
+async def test_read_returns_exactly_the_range_asked_for(blobs: BlobStore) -> None:
+    data = os.urandom(1000)
+    digest = await upload(blobs, data)
+    for start, end in [(0, 1000), (0, 1), (10, 500), (999, 1000), (500, 500)]:
+        assert await read_all(blobs, digest, start, end) == data[start:end], (start, end)
+
+
+async def test_a_blob_is_served_from_its_local_file_or_presigned_url(blobs: BlobStore) -> None:
+    """What the registry serves without streaming through itself: sendfile from a local
+    store, or a redirect to a remote one."""
+    data = os.urandom(700)
+    digest = await upload(blobs, data)
+    path, url = blobs.local_path(digest), blobs.presigned_url(digest)
+    if path is not None:
+        assert path.read_bytes() == data
+    else:
+        assert url is not None
+        assert httpx.get(url, timeout=30).content == data
+
+
+async def test_empty_blob(blobs: BlobStore) -> None:
+    digest = await upload(blobs, b"")
+    assert await read_all(blobs, digest, 0, 0) == b""
+    assert listed(blobs) == {str(digest): 0}
+
+
+async def test_sha512_blob(blobs: BlobStore) -> None:
+    data = os.urandom(2000)
+    digest = await upload(blobs, data, "sha512")
+    assert digest.algorithm == "sha512"
+    assert await read_all(blobs, digest, 0, len(data)) == data
+    assert listed(blobs) == {str(digest): len(data)}
+
+
+async def test_append_at_a_wrong_offset_is_refused_and_changes_nothing(blobs: BlobStore) -> None:
+    first = os.urandom(50)
+    await blobs.start_upload("u1")
+    assert await blobs.append("u1", 0, chunks(first)) == 50
+    for wrong in (0, 49, 51, 1000):
+        with pytest.raises(UploadOffsetMismatch) as caught:
+            await blobs.append("u1", wrong, chunks(b"more"))
+        assert caught.value.size == 50
+    assert await blobs.upload_size("u1") == 50
+    assert await blobs.verify("u1", Digest.of(first)) == 50
+
+
+async def test_of_two_appends_at_one_offset_at_once_one_is_refused(open_blobs: OpenBlobs) -> None:
+    """Two registry processes taking a chunk for the same offset at the same time: only one
+    may be acknowledged (`append` returning means durable), as the upload holds only one."""
+    first, second = open_blobs(), open_blobs()
+    await first.start_upload("u1")
+    ours, theirs = b"A" * 100, b"B" * 150
+    results = await asyncio.gather(
+        first.append("u1", 0, chunks(ours)),
+        second.append("u1", 0, chunks(theirs)),
+        return_exceptions=True,
+    )
+    landed = [r for r in results if isinstance(r, int)]
+    refused = [r for r in results if isinstance(r, UploadOffsetMismatch)]
+    assert len(landed) == len(refused) == 1, results
+    size = await first.upload_size("u1")
+    assert size == landed[0]
+    winner = ours if size == len(ours) else theirs
+    assert await first.verify("u1", Digest.of(winner)) == size
+
+
+async def test_verify_refuses_other_content_and_keeps_the_upload(blobs: BlobStore) -> None:
+    data = os.urandom(300)
+    await blobs.start_upload("u1")
+    await blobs.append("u1", 0, chunks(data))
+    with pytest.raises(OCIError) as caught:
+        await blobs.verify("u1", Digest.of(b"something else"))
+    assert caught.value.code is ErrorCode.DIGEST_INVALID
+    assert await blobs.upload_size("u1") == 300
+    assert listed(blobs) == {}
+    # The client may finish it with the right digest.
+    assert await blobs.verify("u1", Digest.of(data)) == 300
+    blobs.publish("u1", Digest.of(data))
+    assert await read_all(blobs, Digest.of(data), 0, 300) == data
+
+
+async def test_unknown_upload(blobs: BlobStore) -> None:
+    assert await blobs.upload_size("nope") is None
+    with pytest.raises(OCIError) as caught:
+        await blobs.append("nope", 0, chunks(b"data"))
+    assert caught.value.code is ErrorCode.BLOB_UPLOAD_UNKNOWN
+    with pytest.raises(OCIError) as caught:
+        await blobs.verify("nope", Digest.of(b""))
+    assert caught.value.code is ErrorCode.BLOB_UPLOAD_UNKNOWN
+    await blobs.abort("nope")  # nothing to drop: no error
+
+
+async def test_an_upload_resumes_on_a_new_store_instance(open_blobs: OpenBlobs) -> None:
+    """The session's data outlives the process that started it (a restart, or the next
+    chunk landing on another registry process)."""
+    head, middle, tail = os.urandom(1000), os.urandom(2000), os.urandom(3000)
+    data = head + middle + tail
+    first = open_blobs()
+    await first.start_upload("u1")
+    await first.append("u1", 0, chunks(head))
+    second = open_blobs()
+    assert await second.upload_size("u1") == 1000
+    assert await second.append("u1", 1000, chunks(middle)) == 3000
+    # Back on the first instance, whose own running state is now behind.
+    assert await first.upload_size("u1") == 3000
+    with pytest.raises(UploadOffsetMismatch):
+        await first.append("u1", 1000, chunks(middle))
+    assert await first.append("u1", 3000, chunks(tail)) == len(data)
+    digest = Digest.of(data)
+    assert await first.verify("u1", digest) == len(data)
+    first.publish("u1", digest)
+    assert await read_all(second, digest, 0, len(data)) == data
+
+
+async def test_reading_a_missing_blob_fails(blobs: BlobStore) -> None:
+    """Not a silent empty body: the protocol names no error type, so any will do."""
+    with pytest.raises(Exception):  # noqa: B017
+        await read_all(blobs, Digest.of(b"never stored"), 0, 12)
+
+
+async def test_delete_removes_the_blob(blobs: BlobStore) -> None:
+    kept = await upload(blobs, b"kept")
+    gone = await upload(blobs, b"gone")
+    blobs.delete(gone)
+    assert listed(blobs) == {str(kept): 4}
+    with pytest.raises(Exception):  # noqa: B017
+        await read_all(blobs, gone, 0, 4)
+    blobs.delete(gone)  # already gone: no error
+    assert await read_all(blobs, kept, 0, 4) == b"kept"
+
+
+async def test_publishing_a_digest_that_exists_keeps_one_blob(blobs: BlobStore) -> None:
+    data = os.urandom(500)
+    digest = await upload(blobs, data)
+    assert await upload(blobs, data) == digest
+    assert listed(blobs) == {str(digest): 500}
+    assert await read_all(blobs, digest, 0, 500) == data
+
+
+async def test_concurrent_uploads_of_the_same_content(open_blobs: OpenBlobs) -> None:
+    data = os.urandom(4000)
+    stores = [open_blobs(), open_blobs()]
+    digests = await asyncio.gather(*(upload(stores[i % 2], data) for i in range(4)))
+    assert set(digests) == {Digest.of(data)}
+    assert listed(stores[0]) == {str(Digest.of(data)): 4000}
+    assert await read_all(stores[1], Digest.of(data), 0, 4000) == data
+
+
+async def test_concurrent_uploads_of_different_blobs(blobs: BlobStore) -> None:
+    contents = [os.urandom(100 + i) for i in range(8)]
+    digests = await asyncio.gather(*(upload(blobs, data) for data in contents))
+    assert listed(blobs) == {str(d): len(data) for d, data in zip(digests, contents, strict=True)}
+    for digest, data in zip(digests, contents, strict=True):
+        assert await read_all(blobs, digest, 0, len(data)) == data
+
+
+async def test_large_upload_across_parts_and_a_restart(open_blobs: OpenBlobs) -> None:
+    """More than two S3 parts, in appends that do not end on part boundaries, each sent in
+    small chunks, with a new store instance half way."""
+    data = os.urandom(2 * PART_SIZE + 12345)
+    cuts = [0, PART_SIZE - 1000, PART_SIZE + 7, len(data)]
+    first = open_blobs()
+    await first.start_upload("big")
+    step = 64 << 10
+    for i, (start, end) in enumerate(itertools.pairwise(cuts)):
+        store = first if i < 2 else open_blobs()
+        pieces = [data[at : min(at + step, end)] for at in range(start, end, step)]
+        assert await store.append("big", start, chunks(*pieces)) == end
+    digest = Digest.of(data)
+    assert await store.verify("big", digest) == len(data)
+    store.publish("big", digest)
+    read = await read_all(first, digest, 0, len(data))
+    assert hashlib.sha256(read).hexdigest() == digest.encoded
+    for start, end in [(PART_SIZE - 10, PART_SIZE + 10), (2 * PART_SIZE, len(data))]:
+        assert await read_all(first, digest, start, end) == data[start:end]
+    assert listed(first) == {str(digest): len(data)}
+
+
+async def test_abort_drops_the_upload(blobs: BlobStore) -> None:
+    await blobs.start_upload("u1")
+    await blobs.append("u1", 0, chunks(b"partial"))
+    await blobs.abort("u1")
+    assert await blobs.upload_size("u1") is None
+    with pytest.raises(OCIError) as caught:
+        await blobs.append("u1", 7, chunks(b"more"))
+    assert caught.value.code is ErrorCode.BLOB_UPLOAD_UNKNOWN
+    assert blobs.stale_uploads(time.time() + 60) == []
+    assert listed(blobs) == {}
+
+
+async def test_abort_after_publish_keeps_the_blob(blobs: BlobStore) -> None:
+    """`publish` keeps the upload's data, for the metadata to commit; `abort` then drops
+    the session and not the blob."""
+    data = os.urandom(200)
+    digest = Digest.of(data)
+    await blobs.start_upload("u1")
+    await blobs.append("u1", 0, chunks(data))
+    await blobs.verify("u1", digest)
+    blobs.publish("u1", digest)
+    assert await blobs.upload_size("u1") == 200
+    await blobs.abort("u1")
+    assert await blobs.upload_size("u1") is None
+    assert await read_all(blobs, digest, 0, 200) == data
+    assert listed(blobs) == {str(digest): 200}
+
+
+async def test_stale_uploads_are_those_written_before_a_time(blobs: BlobStore) -> None:
+    before = time.time() - 60  # clocks of a remote store may differ a little
+    ids = [uuid.uuid4().hex for _ in range(3)]
+    for upload_id in ids:
+        await blobs.start_upload(upload_id)
+    await blobs.append(ids[0], 0, chunks(b"data"))
+    await upload(blobs, b"published")
+    assert blobs.stale_uploads(before) == []
+    assert sorted(blobs.stale_uploads(time.time() + 60)) == sorted(ids)
+    await blobs.abort(ids[1])
+    assert sorted(blobs.stale_uploads(time.time() + 60)) == sorted([ids[0], ids[2]])
