@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from ocinest.oci.digest import Digest
-from ocinest.oci.errors import ErrorCode, OCIError
-from ocinest.storage.blobs import BlobStore, UploadOffsetMismatch
+from ocinest.storage.blobs import BlobStore
+from ocinest.storage.errors import DigestMismatch, UploadOffsetMismatch, UploadUnknown
 from tests.storage.conftest import PART_SIZE, OpenBlobs
 from tests.storage.content import chunks, read_all, upload
 
@@ -116,9 +116,8 @@ async def test_verify_refuses_other_content_and_keeps_the_upload(blobs: BlobStor
     data = os.urandom(300)
     await blobs.start_upload("u1")
     await blobs.append("u1", 0, chunks(data))
-    with pytest.raises(OCIError) as caught:
+    with pytest.raises(DigestMismatch):
         await blobs.verify("u1", Digest.of(b"something else"))
-    assert caught.value.code is ErrorCode.DIGEST_INVALID
     assert await blobs.upload_size("u1") == 300
     assert listed(blobs) == {}
     # The client may finish it with the right digest.
@@ -129,12 +128,10 @@ async def test_verify_refuses_other_content_and_keeps_the_upload(blobs: BlobStor
 
 async def test_unknown_upload(blobs: BlobStore) -> None:
     assert await blobs.upload_size("nope") is None
-    with pytest.raises(OCIError) as caught:
+    with pytest.raises(UploadUnknown):
         await blobs.append("nope", 0, chunks(b"data"))
-    assert caught.value.code is ErrorCode.BLOB_UPLOAD_UNKNOWN
-    with pytest.raises(OCIError) as caught:
+    with pytest.raises(UploadUnknown):
         await blobs.verify("nope", Digest.of(b""))
-    assert caught.value.code is ErrorCode.BLOB_UPLOAD_UNKNOWN
     await blobs.abort("nope")  # nothing to drop: no error
 
 
@@ -229,9 +226,8 @@ async def test_abort_drops_the_upload(blobs: BlobStore) -> None:
     await blobs.append("u1", 0, chunks(b"partial"))
     await blobs.abort("u1")
     assert await blobs.upload_size("u1") is None
-    with pytest.raises(OCIError) as caught:
+    with pytest.raises(UploadUnknown):
         await blobs.append("u1", 7, chunks(b"more"))
-    assert caught.value.code is ErrorCode.BLOB_UPLOAD_UNKNOWN
     assert blobs.stale_uploads(time.time() + 60) == []
     assert listed(blobs) == {}
 

@@ -11,8 +11,13 @@ import time
 import pytest
 
 from ocinest.oci.digest import Digest
-from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.manifest import Manifest, parse_manifest
+from ocinest.storage.errors import (
+    BlobUnknown,
+    ManifestReferenced,
+    ManifestUnknown,
+    ReferencesInvalid,
+)
 from ocinest.storage.meta import MetaStore, Referrer, StoredManifest, Upload
 from tests.storage.conftest import OpenMeta
 from tests.storage.content import (
@@ -34,8 +39,9 @@ def as_stored(repository: str, manifest: Manifest) -> StoredManifest:
     return StoredManifest(repository, str(manifest.digest), manifest.media_type, manifest.raw)
 
 
-def codes(error: OCIError) -> list[ErrorCode]:
-    return [e.code for e in error.errors]
+def missing(error: ReferencesInvalid) -> list[bool]:
+    """For each problem, whether its target is missing (else: not what it says)."""
+    return [p.missing for p in error.problems]
 
 
 async def all_pages(meta: MetaStore, page: int, repository: str | None = None) -> list[list[str]]:
@@ -122,9 +128,8 @@ async def test_unlink_hides_the_blob(meta: MetaStore) -> None:
     assert await meta.blob_size("a", digest) is None
     assert await meta.blob_size("b", digest) == 10
     for repository in ("a", "nowhere"):
-        with pytest.raises(OCIError) as caught:
+        with pytest.raises(BlobUnknown):
             await meta.unlink_blob(repository, digest)
-        assert caught.value.code is ErrorCode.BLOB_UNKNOWN
 
 
 async def test_a_blob_a_manifest_references_stays_visible_until_the_manifest_goes(
@@ -180,9 +185,9 @@ async def test_a_manifest_whose_blobs_are_missing_is_refused(meta: MetaStore) ->
         {"digest": str(Digest.of(b"elsewhere")), "size": 9},
         [{"mediaType": "application/octet-stream", "digest": str(Digest.of(b"x")), "size": 1}],
     )
-    with pytest.raises(OCIError) as caught:
+    with pytest.raises(ReferencesInvalid) as caught:
         await meta.put_manifest("repo", manifest, "v1")
-    assert codes(caught.value) == [ErrorCode.MANIFEST_BLOB_UNKNOWN] * 2
+    assert missing(caught.value) == [True, True]
     assert await meta.get_manifest("repo", str(manifest.digest)) is None
     assert await meta.list_tags("repo", 10, None) is None  # nothing was created
 
@@ -190,9 +195,9 @@ async def test_a_manifest_whose_blobs_are_missing_is_refused(meta: MetaStore) ->
 async def test_a_descriptor_with_the_wrong_size_is_refused(meta: MetaStore) -> None:
     config = await link(meta, "repo", b"config")
     manifest = image_manifest({**config, "size": 7}, [])
-    with pytest.raises(OCIError) as caught:
+    with pytest.raises(ReferencesInvalid) as caught:
         await meta.put_manifest("repo", manifest, None)
-    assert caught.value.code is ErrorCode.MANIFEST_INVALID
+    assert missing(caught.value) == [False]
     assert await meta.get_manifest("repo", str(manifest.digest)) is None
 
 
@@ -218,9 +223,8 @@ async def test_delete_tag_keeps_the_manifest(meta: MetaStore) -> None:
     assert await meta.get_manifest("repo", "v1") is None
     assert await meta.get_manifest("repo", str(manifest.digest)) is not None
     for repository, tag in [("repo", "v1"), ("nowhere", "v1")]:
-        with pytest.raises(OCIError) as caught:
+        with pytest.raises(ManifestUnknown):
             await meta.delete_tag(repository, tag)
-        assert caught.value.code is ErrorCode.MANIFEST_UNKNOWN
 
 
 async def test_delete_manifest_removes_it_and_its_tags(meta: MetaStore) -> None:
@@ -233,9 +237,8 @@ async def test_delete_manifest_removes_it_and_its_tags(meta: MetaStore) -> None:
     assert await meta.list_tags("repo", 10, None) == ["v3"]
     assert await meta.get_manifest("repo", "v3") == as_stored("repo", kept)
     for repository in ("repo", "nowhere"):
-        with pytest.raises(OCIError) as caught:
+        with pytest.raises(ManifestUnknown):
             await meta.delete_manifest(repository, manifest.digest)
-        assert caught.value.code is ErrorCode.MANIFEST_UNKNOWN
 
 
 async def test_tags_are_listed_in_byte_order_page_by_page(meta: MetaStore) -> None:
@@ -355,9 +358,9 @@ async def test_reached_through_names_the_repositories_whose_indexes_reach_conten
 
 async def test_a_nested_child_must_exist_in_the_child_repository(meta: MetaStore) -> None:
     leaf = await push_image(meta, "p")  # in the parent, not in p/c
-    with pytest.raises(OCIError) as caught:
+    with pytest.raises(ReferencesInvalid) as caught:
         await meta.put_manifest("p", index_manifest([descriptor(leaf, "c")]), "v1")
-    assert caught.value.code is ErrorCode.MANIFEST_BLOB_UNKNOWN
+    assert [(p.missing, p.nested) for p in caught.value.problems] == [(True, True)]
     assert await meta.list_tags("p", 10, None) == []
 
 
@@ -369,9 +372,8 @@ async def test_a_referenced_manifest_cannot_be_deleted_until_its_index_goes(
     local = index_manifest([descriptor(plain)])  # a child in the index's own repository
     await meta.put_manifest("p", local, "set")
     for repository, manifest in [("p/a/b", leaf), ("p/a", mid), ("p", plain)]:
-        with pytest.raises(OCIError) as caught:
+        with pytest.raises(ManifestReferenced):
             await meta.delete_manifest(repository, manifest.digest)
-        assert caught.value.code is ErrorCode.DENIED
         assert await meta.get_manifest(repository, str(manifest.digest)) is not None
     for repository, manifest in [("p", top), ("p/a", mid), ("p/a/b", leaf), ("p", local)]:
         await meta.delete_manifest(repository, manifest.digest)
@@ -588,13 +590,13 @@ async def test_a_child_is_never_deleted_under_an_index_pushed_at_once(
             return_exceptions=True,
         )
         if pushed is None:
-            assert isinstance(deleted, OCIError) and deleted.code is ErrorCode.DENIED
+            assert isinstance(deleted, ManifestReferenced)
             assert await deleter.get_manifest("p/c", str(child.digest)) is not None
             await pusher.delete_manifest("p", parent.digest)
         else:
             assert deleted is None
-            assert isinstance(pushed, OCIError)
-            assert pushed.code is ErrorCode.MANIFEST_BLOB_UNKNOWN
+            assert isinstance(pushed, ReferencesInvalid)
+            assert missing(pushed) == [True]
         assert await deleter.dangling_references() == []
 
 
@@ -614,6 +616,6 @@ async def test_gc_never_deletes_a_blob_a_concurrent_push_references(open_meta: O
             assert await collector.blob_size("repo", Digest.parse(config["digest"])) == 16
         else:
             assert gone == [config["digest"]]
-            assert isinstance(pushed, OCIError)
-            assert pushed.code is ErrorCode.MANIFEST_BLOB_UNKNOWN
+            assert isinstance(pushed, ReferencesInvalid)
+            assert missing(pushed) == [True]
         assert await collector.dangling_references() == []
