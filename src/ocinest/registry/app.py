@@ -93,17 +93,18 @@ async def _authorize(
 ) -> None:
     reg = registry(request)
     auth = reg.auth
-    identity = request[IDENTITY] = auth.identify(request)
+    identity = request[IDENTITY] = await auth.identify(request)
     if action is LOGIN:
         auth.require_login(identity, request)
         return
     name = params["name"]
     if auth.can(identity, name, action):
         return
-    # Pull on a parent grants pull, by digest, of what its manifests reach in the child.
+    # Pull on a parent grants pull, by digest, of what its manifests reach in the child: as a
+    # blob or as a manifest, as reached (the same bytes may be both).
     reference = params.get("digest") or params.get("reference") or ""
     if route in ("blob", "manifest") and action == PULL and Digest.looks_like(reference):
-        for ancestor in await reg.meta.reached_through(name, reference):
+        for ancestor in await reg.meta.reached_through(name, reference, route):
             if auth.can(identity, ancestor, PULL):
                 return
     raise auth.deny(identity, request, name, action)

@@ -57,9 +57,11 @@ class Config:
     # A connection that sends no byte for idle_timeout seconds is closed (never a cap on the
     # total time of a request that keeps moving).
     idle_timeout: float = 60
-    # Failed logins allowed per client address, and per user and address, in auth_fail_window
-    # seconds; past it the answer is 429 with Retry-After.
+    # Failed logins allowed per user and client address (auth_fail_limit) and per client address
+    # whatever the user (auth_fail_limit_address), in auth_fail_window seconds; past either the
+    # answer is 429 with Retry-After.
     auth_fail_limit: int = 10
+    auth_fail_limit_address: int = 100
     auth_fail_window: float = 60
     # Authentication: Basic against an htpasswd (bcrypt) file; or Bearer tokens, issued by the
     # built-in endpoint /auth/token when token_key (a private key, PEM) is set, or by an
@@ -94,6 +96,8 @@ class Config:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
         if self.workers > 1 and int(port) == 0:
             raise ConfigError("several workers need a fixed port, not 0")
+        if min(self.auth_fail_limit, self.auth_fail_limit_address) < 1:
+            raise ConfigError("auth_fail_limit and auth_fail_limit_address must be at least 1")
         if self.metadata not in ("sqlite", "postgres"):
             raise ConfigError(f"metadata must be sqlite or postgres, not {self.metadata!r}")
         if self.metadata == "postgres" and not self.postgres_dsn:

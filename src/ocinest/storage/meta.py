@@ -95,9 +95,9 @@ class MetaStore(Protocol):
         """The manifest by tag, or by digest string: the repository's own, or one reachable
         through nested descriptors of its manifests."""
 
-    async def reached_through(self, repository: str, digest: str) -> list[str]:
-        """The repositories whose manifests reach this content of `repository` (a manifest
-        or a blob) through nested descriptors."""
+    async def reached_through(self, repository: str, digest: str, kind: str) -> list[str]:
+        """The repositories whose manifests reach this content of `repository`, of `kind`
+        (`manifest` or `blob`: the same bytes may be both), through nested descriptors."""
 
     async def manifest_nodes(
         self, keys: list[tuple[str, str]]

@@ -275,13 +275,13 @@ class SQLMetaStore:
         row = await self._db.read(lambda c: c.execute(sql, params).fetchone())
         return None if row is None else StoredManifest(row[0], row[1], row[2], bytes(row[3]))
 
-    async def reached_through(self, repository: str, digest: str) -> list[str]:
+    async def reached_through(self, repository: str, digest: str, kind: str) -> list[str]:
         rows = await self._db.read(
             lambda c: c.execute(
                 "SELECT DISTINCT p.name FROM repositories t "
-                "JOIN reach x ON x.target_repo_id = t.id AND x.digest = ? "
+                "JOIN reach x ON x.target_repo_id = t.id AND x.digest = ? AND x.kind = ? "
                 "JOIN repositories p ON p.id = x.repo_id WHERE t.name = ?",
-                (digest, repository),
+                (digest, kind, repository),
             ).fetchall()
         )
         return [r[0] for r in rows]
