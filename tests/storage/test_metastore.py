@@ -345,14 +345,19 @@ async def test_reached_through_names_the_repositories_whose_indexes_reach_conten
     meta: MetaStore,
 ) -> None:
     top, mid, leaf = await nested_tree(meta)
-    assert sorted(await meta.reached_through("p/a/b", str(leaf.digest))) == ["p", "p/a"]
+    leaf_reach = await meta.reached_through("p/a/b", str(leaf.digest), "manifest")
+    assert sorted(leaf_reach) == ["p", "p/a"]
     for digest in blob_digests(leaf):
-        assert sorted(await meta.reached_through("p/a/b", str(digest))) == ["p", "p/a"]
-    assert await meta.reached_through("p/a", str(mid.digest)) == ["p"]
-    assert await meta.reached_through("p", str(top.digest)) == []
-    assert await meta.reached_through("p/a", str(leaf.digest)) == []  # it lives in p/a/b
+        assert sorted(await meta.reached_through("p/a/b", str(digest), "blob")) == ["p", "p/a"]
+        # Reached as a blob grants no manifest of the same digest (rule 4 by kind).
+        assert await meta.reached_through("p/a/b", str(digest), "manifest") == []
+    assert await meta.reached_through("p/a/b", str(leaf.digest), "blob") == []
+    assert await meta.reached_through("p/a", str(mid.digest), "manifest") == ["p"]
+    assert await meta.reached_through("p", str(top.digest), "manifest") == []
+    # It lives in p/a/b, not in p/a.
+    assert await meta.reached_through("p/a", str(leaf.digest), "manifest") == []
     await meta.delete_manifest("p", top.digest)
-    assert await meta.reached_through("p/a/b", str(leaf.digest)) == ["p/a"]
+    assert await meta.reached_through("p/a/b", str(leaf.digest), "manifest") == ["p/a"]
     assert await meta.get_manifest("p", str(leaf.digest)) is None
 
 
@@ -484,7 +489,7 @@ async def test_gc_delete_manifests_rechecks_each(meta: MetaStore) -> None:
     assert gone == list(reversed(tree))
     left = [(r, d) for r, d, _ in await meta.all_manifests()]
     assert sorted(left) == sorted([*others, ("repo", str(subject.digest))])
-    assert await meta.reached_through("p/a/b", str(leaf.digest)) == []
+    assert await meta.reached_through("p/a/b", str(leaf.digest), "manifest") == []
 
 
 async def test_gc_delete_blobs_rechecks_each_and_deletes_the_content(meta: MetaStore) -> None:
