@@ -36,6 +36,7 @@ from ocinest.client.auth import Credentials, remove_credentials, store_credentia
 from ocinest.client.copy import CopyResult
 from ocinest.client.tree import read_tree, render
 from ocinest.oci.names import is_tag
+from ocinest.oci.nested import ORAS_DEFAULT_ARTIFACT_TYPE
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -387,7 +388,7 @@ def _file_argument(value: str) -> tuple[Path, str | None]:
 @click.argument("files", nargs=-1, required=True, metavar="FILE[:MEDIATYPE]...")
 @click.option(
     "--artifact-type",
-    help=f"The artifact's type [default {client_ops.ORAS_DEFAULT_ARTIFACT_TYPE}].",
+    help=f"The artifact's type [default {ORAS_DEFAULT_ARTIFACT_TYPE}].",
 )
 @click.option("--annotation", "annotations", multiple=True, metavar="KEY=VALUE")
 @MODE_OPTION

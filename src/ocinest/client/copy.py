@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest
 from ocinest.oci.manifest import Descriptor
+from ocinest.oci.nested import descriptor, fallback_referrers_index, fallback_tag
 
 from .base import BlobSource, Progress, ProgressEvent, Repository, Stats, no_progress
 from .errors import ClientError, NotFound
 from .layout import LayoutRepository
-from .remote import RemoteRepository, fallback_tag
+from .remote import RemoteRepository
 from .tree import Node
 
 MODES = ("native", "compat", "auto")
@@ -314,25 +313,19 @@ async def update_fallback_index(target: RemoteRepository, node: Node, subject: D
     registry without the referrers API."""
     tag = fallback_tag(subject)
     try:
-        doc: dict[str, Any] = json.loads((await target.get_manifest(tag)).body)
+        existing: bytes | None = (await target.get_manifest(tag)).body
     except NotFound:
-        doc = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
-    entries = [e for e in doc.get("manifests") or [] if isinstance(e, dict)]
-    if any(e.get("digest") == str(node.digest) for e in entries):
-        return
-    desc: dict[str, Any] = {
-        "mediaType": node.media_type,
-        "digest": str(node.digest),
-        "size": node.size,
-    }
-    if node.artifact_type:
-        desc["artifactType"] = node.artifact_type
-    if node.annotations:
-        desc["annotations"] = node.annotations
-    entries.append(desc)
-    doc["manifests"] = entries
-    body = json.dumps(doc, separators=(",", ":")).encode()
-    await target.put_manifest(body, mt.OCI_INDEX, tag)
+        existing = None
+    entry = descriptor(
+        node.media_type,
+        node.digest,
+        node.size,
+        artifact_type=node.artifact_type,
+        annotations=node.annotations,
+    )
+    body = fallback_referrers_index(existing, entry)
+    if body is not None:
+        await target.put_manifest(body, mt.OCI_INDEX, tag)
 
 
 async def copy_tree(

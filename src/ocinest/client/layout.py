@@ -20,6 +20,7 @@ from typing import Any
 from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest, new_hasher
 from ocinest.oci.names import child_path_problem
+from ocinest.oci.nested import SUBJECT_ANNOTATION
 
 from .base import BlobSource, Fetched, Progress, ProgressEvent
 from .errors import BadReference, ClientError, DigestMismatch, NotFound
@@ -126,9 +127,7 @@ class LayoutRepository:
     def _entry(self, reference: str | None) -> dict[str, Any]:
         entries = [e for e in self.store.read_index()["manifests"] if isinstance(e, dict)]
         if reference is None:
-            roots = [
-                e for e in entries if "dev.ocinest.subject" not in (e.get("annotations") or {})
-            ]
+            roots = [e for e in entries if SUBJECT_ANNOTATION not in (e.get("annotations") or {})]
             if len(roots) == 1:
                 return roots[0]
             if not roots:
@@ -156,17 +155,10 @@ class LayoutRepository:
             raise NotFound(f"manifest {digest} not found in {self.display}") from None
         if Digest.of(body, digest.algorithm) != digest:
             raise DigestMismatch(f"manifest {digest} in {self.display} does not match its digest")
-        if media_type not in mt.MANIFESTS:
-            try:
-                doc = json.loads(body)
-            except ValueError:
-                raise ClientError(f"manifest {digest} in {self.display} is not JSON") from None
-            declared = doc.get("mediaType") if isinstance(doc, dict) else None
-            if declared in mt.MANIFESTS:
-                media_type = str(declared)
-            else:
-                media_type = mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST
-        return Fetched(body, media_type, digest)
+        sniffed = mt.sniff(body, media_type)
+        if sniffed is None:
+            raise ClientError(f"manifest {digest} in {self.display} is not JSON")
+        return Fetched(body, sniffed, digest)
 
     async def head_manifest(self, reference: str) -> tuple[str, Digest, int] | None:
         try:
@@ -197,7 +189,7 @@ class LayoutRepository:
             artifact_type = json.loads(body).get("artifactType")
             if artifact_type:
                 desc["artifactType"] = artifact_type
-        desc["annotations"] = {"dev.ocinest.subject": str(subject)}
+        desc["annotations"] = {SUBJECT_ANNOTATION: str(subject)}
         await self._add_entry(desc, None)
         return digest
 
@@ -236,10 +228,10 @@ class LayoutRepository:
     async def referrers(self, digest: Digest) -> list[dict[str, Any]]:
         out = []
         for e in self.store.read_index()["manifests"]:
-            if (e.get("annotations") or {}).get("dev.ocinest.subject") == str(digest):
+            if (e.get("annotations") or {}).get(SUBJECT_ANNOTATION) == str(digest):
                 desc = dict(e)
                 ann = {k: v for k, v in (e.get("annotations") or {}).items()}
-                ann.pop("dev.ocinest.subject", None)
+                ann.pop(SUBJECT_ANNOTATION, None)
                 desc["annotations"] = ann
                 if not ann:
                     del desc["annotations"]

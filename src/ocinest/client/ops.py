@@ -12,21 +12,25 @@ from typing import Any
 
 from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest, new_hasher
-from ocinest.oci.manifest import NESTED_ANNOTATION
 from ocinest.oci.names import child_path_problem, is_tag
+from ocinest.oci.nested import (
+    EMPTY_JSON,
+    TITLE_ANNOTATION,
+    artifact_manifest,
+    descriptor,
+    empty_config,
+    parent_index,
+)
 
-from .base import Progress, Repository, Stats, no_progress
+from .base import BlobSource, Progress, Repository, Stats, no_progress
 from .copy import Copier, CopyResult, resolve_mode
 from .errors import BadReference, ClientError, NotFound, RegistryError
 from .layout import LayoutRepository
 from .reference import LayoutRef, Ref, RemoteRef
 from .remote import Client, RemoteRepository
-from .tree import IMAGE_CONFIGS, Node, walk
+from .tree import Node, walk
 
-ORAS_DEFAULT_ARTIFACT_TYPE = "application/vnd.unknown.artifact.v1"
 DEFAULT_FILE_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
-TITLE = "org.opencontainers.image.title"
-EMPTY_JSON = b"{}"
 
 
 def open_repository(client: Client, ref: Ref, *, create: bool = False) -> Repository:
@@ -103,7 +107,7 @@ async def _platform_of(node: Node) -> dict[str, Any] | None:
         return None
     doc = json.loads(node.body)
     config = doc.get("config") or {}
-    if config.get("mediaType") not in IMAGE_CONFIGS:
+    if config.get("mediaType") not in mt.IMAGE_CONFIGS:
         return None
     try:
         raw = await node.repo.fetch_blob_bytes(Digest.parse(config["digest"]), int(config["size"]))
@@ -153,13 +157,9 @@ def build_index(
     annotations: dict[str, str] | None = None,
 ) -> bytes:
     """The parent index: one nested descriptor per child, in order. Deterministic bytes."""
-    doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX}
-    if artifact_type:
-        doc["artifactType"] = artifact_type
-    doc["manifests"] = [c.descriptor() for c in children]
-    if annotations:
-        doc["annotations"] = dict(sorted(annotations.items()))
-    return json.dumps(doc, indent=2).encode() + b"\n"
+    return parent_index(
+        [c.descriptor() for c in children], artifact_type=artifact_type, annotations=annotations
+    )
 
 
 async def create_index(
@@ -266,8 +266,8 @@ async def push_files(
     one layer per file titled with its name, and `artifactType`."""
     if not files:
         raise BadReference("no files to push")
-    layers = []
-    sources: list[tuple[Digest, int, Path]] = []
+    layers: list[dict[str, Any]] = []
+    sources: list[tuple[Digest, int, BlobSource]] = []
     for path, media_type in files:
         if not path.is_file():
             raise NotFound(f"no such file: {path}")
@@ -276,27 +276,19 @@ async def push_files(
         digest, size = await asyncio.to_thread(_hash_file, path)
         sources.append((digest, size, path))
         layers.append(
-            {
-                "mediaType": media_type or DEFAULT_FILE_MEDIA_TYPE,
-                "digest": str(digest),
-                "size": size,
-                "annotations": {TITLE: path.name},
-            }
+            descriptor(
+                media_type or DEFAULT_FILE_MEDIA_TYPE,
+                digest,
+                size,
+                annotations={TITLE_ANNOTATION: path.name},
+            )
         )
-    titles = [str(layer["annotations"][TITLE]) for layer in layers]  # type: ignore[index]
-    if len(set(titles)) != len(titles):
+    titles = {path.name for path, _ in files}
+    if len(titles) != len(files):
         raise BadReference("two files have the same name; artifact layers are titled by name")
-    empty = Digest.of(EMPTY_JSON)
-    doc: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_MANIFEST,
-        "artifactType": artifact_type or ORAS_DEFAULT_ARTIFACT_TYPE,
-        "config": {"mediaType": mt.OCI_EMPTY, "digest": str(empty), "size": len(EMPTY_JSON)},
-        "layers": layers,
-    }
-    if annotations:
-        doc["annotations"] = dict(sorted(annotations.items()))
-    body = json.dumps(doc, indent=2).encode() + b"\n"
+    config = empty_config()
+    sources.insert(0, (Digest.parse(config["digest"]), config["size"], EMPTY_JSON))
+    body = artifact_manifest(layers, artifact_type=artifact_type, annotations=annotations)
     repo = open_repository(client, ref, create=True)
     stats = Stats()
     if isinstance(repo, RemoteRepository):
@@ -315,9 +307,7 @@ async def push_files(
             stats.blobs_uploaded += 1
             stats.bytes_uploaded += size
 
-    await asyncio.gather(
-        one(empty, len(EMPTY_JSON), EMPTY_JSON), *(one(d, s, p) for d, s, p in sources)
-    )
+    await asyncio.gather(*(one(d, s, p) for d, s, p in sources))
     tag = ref.tag if ref.digest is None else None
     if isinstance(ref, RemoteRef) and tag is None and ref.digest is None:
         tag = "latest"
@@ -410,7 +400,6 @@ def parse_annotations(values: Sequence[str]) -> dict[str, str]:
 
 
 __all__ = [
-    "NESTED_ANNOTATION",
     "DeleteResult",
     "IndexResult",
     "PushResult",

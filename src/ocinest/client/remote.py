@@ -23,6 +23,7 @@ from ocinest import __version__
 from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest, new_hasher
 from ocinest.oci.manifest import MAX_MANIFEST_SIZE
+from ocinest.oci.nested import NESTED_HEADER, NESTED_HEADER_VALUE, fallback_tag, tree_path
 
 from .auth import Challenge, Credentials, find_credentials, parse_challenge
 from .base import MANIFEST_ACCEPT, BlobSource, Fetched, Progress, ProgressEvent, Repository
@@ -39,7 +40,6 @@ from .reference import DOCKER_HUB, DOCKER_HUB_API, is_local_host
 
 READ_CHUNK = 1 << 16
 FILE_CHUNK = 1 << 20
-NESTED_HEADER = "Ocinest-Nested"
 
 # Errors after which a request is tried again: the connection dropped or timed out.
 _DROPPED = (
@@ -370,7 +370,7 @@ class RegistryClient:
 
     async def nested(self) -> bool:
         """Whether the registry implements nested indexes (`Ocinest-Nested: 1`)."""
-        return (await self.ping()).get(NESTED_HEADER.lower()) == "1"
+        return (await self.ping()).get(NESTED_HEADER.lower()) == NESTED_HEADER_VALUE
 
     async def catalog(self) -> list[str]:
         out: list[str] = []
@@ -658,7 +658,7 @@ class RemoteRepository:
         params = {"depth": str(depth)} if depth is not None else None
         resp = await self.registry.request(
             "GET",
-            f"/v2/{self.name}/_ocinest/tree/{reference}",
+            tree_path(self.name, reference),
             scopes=[repo_scope(self.name, "pull")],
             params=params,
             what=f"GET tree {self.display}:{reference}",
@@ -988,26 +988,10 @@ class RemoteRepository:
             return (resp.url.join(URL(new)) if new else location), held
 
 
-def fallback_tag(digest: Digest) -> str:
-    """The referrers tag schema's tag for `digest`."""
-    return f"{digest.algorithm}-{digest.encoded}"[:128]
-
-
 def _fetched(body: bytes, content_type: str, reference: str, where: str) -> Fetched:
-    media_type = mt.bare(content_type) if content_type else ""
-    if media_type not in mt.MANIFESTS:
-        try:
-            declared = json.loads(body).get("mediaType")
-        except (ValueError, AttributeError):
-            declared = None
-        if isinstance(declared, str) and declared in mt.MANIFESTS:
-            media_type = declared
-        else:
-            try:
-                doc = json.loads(body)
-            except ValueError:
-                raise ClientError(f"manifest {reference} in {where} is not JSON") from None
-            media_type = mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST
+    media_type = mt.sniff(body, content_type)
+    if media_type is None:
+        raise ClientError(f"manifest {reference} in {where} is not JSON")
     if Digest.looks_like(reference):
         wanted = Digest.parse(reference)
         digest = Digest.of(body, wanted.algorithm)

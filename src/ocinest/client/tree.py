@@ -12,16 +12,13 @@ from typing import Any
 from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest
 from ocinest.oci.errors import OCIError
-from ocinest.oci.manifest import NESTED_ANNOTATION, Descriptor, parse_manifest
+from ocinest.oci.manifest import Descriptor, parse_manifest
 from ocinest.oci.names import child_path_problem
+from ocinest.oci.nested import NESTED_ANNOTATION, nested_descriptor
 
 from .base import Fetched, Repository
 from .errors import ClientError, NotFound
 from .remote import RemoteRepository
-
-IMAGE_CONFIGS = frozenset(
-    {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
-)
 
 
 @dataclass
@@ -72,16 +69,14 @@ class Node:
 
     def descriptor(self) -> dict[str, Any]:
         """This node as a descriptor in an index (nested annotation when it has a path)."""
-        desc: dict[str, Any] = {"mediaType": self.media_type}
-        if self.artifact_type:
-            desc["artifactType"] = self.artifact_type
-        desc["digest"] = str(self.digest)
-        desc["size"] = self.size
-        if self.platform:
-            desc["platform"] = self.platform
-        if self.child_path:
-            desc["annotations"] = {NESTED_ANNOTATION: self.child_path}
-        return desc
+        return nested_descriptor(
+            self.media_type,
+            self.digest,
+            self.size,
+            self.child_path,
+            artifact_type=self.artifact_type,
+            platform=self.platform,
+        )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -143,7 +138,7 @@ def _artifact_type(body: bytes) -> str | None:
     config = doc.get("config")
     if isinstance(config, dict):
         media_type = config.get("mediaType")
-        if isinstance(media_type, str) and media_type not in IMAGE_CONFIGS | {mt.OCI_EMPTY}:
+        if isinstance(media_type, str) and media_type not in mt.IMAGE_CONFIGS | {mt.OCI_EMPTY}:
             return media_type
     return None
 
@@ -255,7 +250,7 @@ def from_endpoint(root_repo: RemoteRepository, doc: dict[str, Any]) -> Node:
         repo = RemoteRepository(registry, name, nested)
         media_type = str(d.get("mediaType"))
         artifact_type = d.get("artifactType")
-        if media_type not in mt.INDEXES and artifact_type in IMAGE_CONFIGS:
+        if media_type not in mt.INDEXES and artifact_type in mt.IMAGE_CONFIGS:
             artifact_type = None  # a plain image, as a walk reports it
         node = Node(
             repo=repo,

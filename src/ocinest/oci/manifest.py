@@ -10,9 +10,9 @@ from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.names import child_path_problem
+from ocinest.oci.nested import NESTED_ANNOTATION as NESTED_ANNOTATION  # re-exported
 
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
-NESTED_ANNOTATION = "dev.ocinest.repository"
 
 
 def _invalid(detail: str) -> OCIError:
