@@ -12,17 +12,17 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest, new_hasher
 from ocinest.oci.names import child_path_problem
-from ocinest.oci.nested import SUBJECT_ANNOTATION
+from ocinest.oci.nested import SUBJECT_ANNOTATION, TreeNode
 
-from .base import BlobSource, Fetched, Progress, ProgressEvent
+from .base import Fetched, Progress, ProgressEvent, Repository, Source
 from .errors import BadReference, ClientError, DigestMismatch, NotFound
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -122,6 +122,12 @@ class LayoutRepository:
     def __repr__(self) -> str:
         return f"LayoutRepository({self.display!r})"
 
+    def declare(self, *actions: str) -> None:
+        """A layout needs no access declared."""
+
+    async def native(self) -> bool:
+        return True  # one store holds the whole tree
+
     # Manifests
 
     def _entry(self, reference: str | None) -> dict[str, Any]:
@@ -167,7 +173,10 @@ class LayoutRepository:
             return None
         return fetched.media_type, fetched.digest, fetched.size
 
-    async def has_manifest(self, digest: Digest) -> bool:
+    async def has_manifest(self, digest: Digest, *, root: bool = False) -> bool:
+        if root:
+            entries = self.store.read_index()["manifests"]
+            return any(isinstance(e, dict) and e.get("digest") == str(digest) for e in entries)
         return self.store.blob_path(digest).exists()
 
     async def put_manifest(
@@ -181,17 +190,15 @@ class LayoutRepository:
             )
         return digest
 
-    async def add_referrer(self, body: bytes, media_type: str, subject: Digest) -> Digest:
+    async def put_referrer(self, body: bytes, referrer: dict[str, Any], subject: Digest) -> bool:
+        """A referrer is an entry of index.json annotated with its subject."""
         digest = Digest.of(body)
         await self.push_blob(digest, len(body), body, lambda e: None)
-        desc: dict[str, Any] = {"mediaType": media_type, "digest": str(digest), "size": len(body)}
-        with contextlib.suppress(ValueError, AttributeError):
-            artifact_type = json.loads(body).get("artifactType")
-            if artifact_type:
-                desc["artifactType"] = artifact_type
+        desc = {k: referrer[k] for k in ("mediaType", "artifactType") if referrer.get(k)}
+        desc |= {"digest": str(digest), "size": len(body)}
         desc["annotations"] = {SUBJECT_ANNOTATION: str(subject)}
         await self._add_entry(desc, None)
-        return digest
+        return True
 
     async def _add_entry(self, desc: dict[str, Any], tag: str | None) -> None:
         async with self.store.lock:
@@ -216,6 +223,9 @@ class LayoutRepository:
                 await asyncio.to_thread(self.store.write_index, doc)
             elif not self.store.blob_path(digest).exists():
                 raise NotFound(f"manifest {digest} not found in {self.display}")
+
+    async def tree(self, reference: str, depth: int | None = None) -> TreeNode | None:
+        return None  # walked manifest by manifest
 
     async def tags(self) -> list[str]:
         out = []
@@ -274,15 +284,15 @@ class LayoutRepository:
         progress(ProgressEvent("advance", digest, size, amount=size))
         progress(ProgressEvent("done", digest, size, outcome="written", where=self.display))
 
-    def temp_path(self) -> Path:
-        """A fresh temporary file inside the layout, to be adopted with `adopt`."""
+    def _temp_path(self) -> Path:
+        """A fresh temporary file inside the layout, to be adopted with `_adopt`."""
         folder = self.root / "blobs" / ".tmp"
         folder.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=folder)
         os.close(fd)
         return Path(name)
 
-    def adopt(self, tmp: Path, digest: Digest) -> None:
+    def _adopt(self, tmp: Path, digest: Digest) -> None:
         """Move a verified temporary file into place as the blob `digest`."""
         dest = self.store.blob_path(digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -290,20 +300,44 @@ class LayoutRepository:
         with contextlib.suppress(OSError):
             (self.root / "blobs" / ".tmp").rmdir()
 
+    def _present(self, digest: Digest, size: int, progress: Progress) -> bool:
+        dest = self.store.blob_path(digest)
+        if dest.exists() and (size < 0 or dest.stat().st_size == size):
+            progress(ProgressEvent("done", digest, size, outcome="skipped", where=self.display))
+            return True
+        return False
+
+    async def receive_blob(
+        self, digest: Digest, size: int, src: Repository, progress: Progress
+    ) -> str | None:
+        if self._present(digest, size, progress):
+            return "skipped"
+        local = src.local_blob(digest)
+        if local is not None:
+            return await self.push_blob(digest, size, local, progress)
+        tmp = self._temp_path()
+        try:
+            await src.fetch_blob(digest, size, tmp, progress)
+            self._adopt(tmp, digest)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        return "downloaded"
+
     async def push_blob(
         self,
         digest: Digest,
         size: int,
-        source: BlobSource,
+        source: Source,
         progress: Progress,
-        mount_from: tuple[Any, ...] = (),
+        mount_from: Sequence[Repository] = (),
     ) -> str:
-        dest = self.store.blob_path(digest)
-        if dest.exists() and (size < 0 or dest.stat().st_size == size):
-            progress(ProgressEvent("done", digest, size, outcome="skipped", where=self.display))
+        if self._present(digest, size, progress):
             return "skipped"
+        if not isinstance(source, bytes | Path):
+            source = await source()
         progress(ProgressEvent("start", digest, size, where=self.display))
-        tmp = self.temp_path()
+        tmp = self._temp_path()
         try:
             if isinstance(source, bytes):
                 if Digest.of(source, digest.algorithm) != digest or len(source) != size:
@@ -311,7 +345,7 @@ class LayoutRepository:
                 await asyncio.to_thread(tmp.write_bytes, source)
             else:
                 await asyncio.to_thread(_sync_copy_verified, source, tmp, digest, size)
-            self.adopt(tmp, digest)
+            self._adopt(tmp, digest)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()
@@ -319,8 +353,3 @@ class LayoutRepository:
         progress(ProgressEvent("advance", digest, size, amount=size))
         progress(ProgressEvent("done", digest, size, outcome="written", where=self.display))
         return "written"
-
-
-def remove_layout(root: Path) -> None:
-    """Remove a layout folder (for cleaning up a failed pull into a new folder)."""
-    shutil.rmtree(root, ignore_errors=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest, new_hasher
+from ocinest.oci.manifest import parse_manifest
 from ocinest.oci.names import child_path_problem, is_tag
 from ocinest.oci.nested import (
     EMPTY_JSON,
@@ -103,16 +104,12 @@ class IndexResult:
 
 async def _platform_of(node: Node) -> dict[str, Any] | None:
     """The platform of an image manifest, from its config."""
-    if node.is_index or node.body is None:
-        return None
-    doc = json.loads(node.body)
-    config = doc.get("config") or {}
-    if config.get("mediaType") not in mt.IMAGE_CONFIGS:
+    blobs = node.blobs()
+    if not blobs or blobs[0].media_type not in mt.IMAGE_CONFIGS:
         return None
     try:
-        raw = await node.repo.fetch_blob_bytes(Digest.parse(config["digest"]), int(config["size"]))
-        cfg = json.loads(raw)
-    except (ValueError, KeyError, ClientError):
+        cfg = json.loads(await node.repo.fetch_blob_bytes(blobs[0].digest, blobs[0].size))
+    except (ValueError, ClientError):
         return None
     if not isinstance(cfg, dict):
         return None
@@ -213,7 +210,7 @@ async def create_index(
         media_type=mt.OCI_INDEX,
         digest=Digest.of(body),
         size=len(body),
-        body=body,
+        manifest=parse_manifest(body, mt.OCI_INDEX),
         artifact_type=artifact_type,
         annotations=dict(annotations or {}),
         children=nodes,
@@ -291,19 +288,14 @@ async def push_files(
     body = artifact_manifest(layers, artifact_type=artifact_type, annotations=annotations)
     repo = open_repository(client, ref, create=True)
     stats = Stats()
-    if isinstance(repo, RemoteRepository):
-        repo.registry.want(repo.name, "pull", "push")
+    repo.declare("pull", "push")
     limit = asyncio.Semaphore(client.options.concurrency)
 
-    async def one(digest: Digest, size: int, source: bytes | Path) -> None:
+    async def one(digest: Digest, size: int, source: BlobSource) -> None:
         async with limit:
-            if await repo.blob_size(digest) is not None:
+            if await repo.push_blob(digest, size, source, progress) == "skipped":
                 stats.blobs_skipped += 1
                 return
-            if isinstance(repo, RemoteRepository):
-                await repo.upload_blob(digest, size, source, progress)
-            else:
-                await repo.push_blob(digest, size, source, progress)
             stats.blobs_uploaded += 1
             stats.bytes_uploaded += size
 
@@ -348,14 +340,9 @@ async def delete_tree(
         await repo.delete_manifest(head[1])
         result.deleted.append(f"{repo.display}@{head[1]}")
         return result
-    compat = False
-    if isinstance(repo, RemoteRepository):
-        repo.registry.want(repo.name, "pull", "delete")
-        for node in root.walk():
-            if isinstance(node.repo, RemoteRepository):
-                node.repo.registry.want(node.repo.name, "pull", "delete")
-        if mode == "compat" or (mode == "auto" and not await repo.registry.nested()):
-            compat = True
+    for node in root.walk():
+        node.repo.declare("pull", "delete")
+    compat = mode == "compat" or (mode == "auto" and not await repo.native())
 
     async def remove(r: Repository, digest: Digest, copy: bool) -> None:
         name = f"{r.display}@{digest}"
