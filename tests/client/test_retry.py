@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ocinest.client import (
@@ -16,11 +17,13 @@ from ocinest.client import (
     RegistryError,
     parse_reference,
     pull,
+    push_files,
 )
 from ocinest.client.retry import RetryPolicy
+from tests.conftest import Server, sha256
 
 from .helpers import arun
-from .servers import FaultyRegistry
+from .servers import CountingProxy, FaultyRegistry
 
 
 def test_temporary_failures() -> None:
@@ -70,3 +73,30 @@ def test_503s_within_the_budget_are_retried_beyond_it_reported(
                 arun(go())
             assert caught.value.status == 503 and "UNAVAILABLE" in str(caught.value)
             assert len(reg.requests) == 3  # the first attempt and two retries
+
+
+@pytest.mark.parametrize(("retries", "succeeds"), [(3, True), (2, False)])
+def test_an_upload_starts_over_within_the_same_budget(
+    server: Server, tmp_path: Path, retries: int, succeeds: bool
+) -> None:
+    """A refused closing PUT starts the upload over in a new session, as many times as
+    `Options.retries` allows (no budget of its own)."""
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"retried upload")
+    with CountingProxy(server.url, refuse_puts=3) as proxy:
+
+        async def go() -> object:
+            async with Client(Options(backoff=0.01, retries=retries)) as client:
+                ref = parse_reference(f"{proxy.host}/retry/files:v1")
+                return await push_files(client, ref, [(f, None)])
+
+        if succeeds:
+            arun(go())
+            layer = sha256(f.read_bytes())
+            got = httpx.get(f"{server.url}/v2/retry/files/blobs/{layer}", follow_redirects=True)
+            assert got.content == f.read_bytes()
+            assert proxy.counts.requests["POST upload"] == 2 * 4  # two blobs, four sessions each
+        else:
+            with pytest.raises(RegistryError) as caught:
+                arun(go())
+            assert caught.value.status == 503
