@@ -133,10 +133,14 @@ def _kind(path: str) -> str:
 class CountingProxy(ThreadedApp):
     """Forwards to `upstream` (http://host:port), counting what passes."""
 
-    def __init__(self, upstream: str, *, drop_patch: int | None = None) -> None:
+    def __init__(
+        self, upstream: str, *, drop_patch: int | None = None, refuse_puts: int = 0
+    ) -> None:
         super().__init__()
         self.drop_patch = drop_patch  # break the connection off at this PATCH (1-based), once
         self._patches = 0
+        self.refuse_puts = refuse_puts  # answer 503 to the first N closing PUTs of each blob
+        self._refused: Counter[str] = Counter()
         self.upstream = upstream.rstrip("/")
         self.counts = Counts()
         self._session: aiohttp.ClientSession | None = None
@@ -180,6 +184,15 @@ class CountingProxy(ThreadedApp):
                 assert request.transport is not None
                 request.transport.close()  # the chunk never reaches the registry
                 raise web.HTTPBadRequest()
+        digest = request.query.get("digest", "")
+        if kind == "upload" and request.method == "PUT" and digest:
+            with self._lock:
+                refuse = self._refused[digest] < self.refuse_puts
+                self._refused[digest] += refuse
+            if refuse:
+                return web.json_response(
+                    {"errors": [{"code": "UNAVAILABLE", "message": "busy"}]}, status=503
+                )
         if kind == "upload" and request.method in ("PUT", "PATCH") and body:
             await asyncio.sleep(0.005)  # let parallel uploads overlap, to see the bound
         with self._lock:

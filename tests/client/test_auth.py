@@ -226,3 +226,27 @@ def test_tls_with_a_ca_file(tls_distribution: Distribution, cli: Cli, tmp_path: 
     out = cli("tree", "--ca-file", str(other), f"{reg.host}/tls/files:v1", check=False)
     assert out.returncode == 5 and len(out.stderr.strip().splitlines()) == 1
     assert "not trusted" in out.stderr and "--ca-file" in out.stderr
+
+
+def test_repository_scoped_credentials_are_sent_for_that_repository(
+    basic_distribution: Distribution, cli: Cli, private_credentials: Path, tmp_path: Path
+) -> None:
+    """podman's auth.json keys may name a namespace; the most specific key wins for requests
+    to repositories below it, the host's entry for the rest."""
+    host = basic_distribution.host
+    write(
+        private_credentials / "run" / "containers" / "auth.json",
+        {
+            "auths": {
+                host: {"auth": b64("alice:wrong")},
+                f"{host}/team": {"auth": b64("alice:s3cret")},
+            }
+        },
+    )
+    f = tmp_path / "f.txt"
+    f.write_text("scoped")
+    pushed = cli("push", f"{host}/team/app:v1", str(f), "--json")
+    assert json.loads(pushed.stdout)["reference"].startswith(f"{host}/team/app@sha256:")
+    refused = cli("push", f"{host}/other/app:v1", str(f), check=False)
+    assert refused.returncode == 3, refused.stderr
+    assert "wrong user name or password" in refused.stderr

@@ -9,7 +9,7 @@ It builds on `ocinest.oci` only: never on the registry or its storage.
 """
 
 from .base import BlobSource, Fetched, Progress, ProgressEvent, Repository, Stats
-from .copy import Copier, CopyResult, copy_tree, resolve_mode
+from .copy import Copier, CopyResult, resolve_mode
 from .errors import (
     AuthError,
     BadReference,
@@ -68,7 +68,6 @@ __all__ = [
     "Stats",
     "build_index",
     "copy",
-    "copy_tree",
     "create_index",
     "delete_tree",
     "open_repository",

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest
+from ocinest.oci.nested import TreeNode
 
 MANIFEST_ACCEPT = ", ".join(
     [mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST]
@@ -17,6 +18,8 @@ MANIFEST_ACCEPT = ", ".join(
 
 # A blob's bytes: in memory, or a file.
 BlobSource = bytes | Path
+# What a push takes: the bytes, or a function that gets them (only called to upload).
+Source = BlobSource | Callable[[], Awaitable[BlobSource]]
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,9 @@ class Stats:
     bytes_downloaded: int = 0
     manifests_pushed: int = 0
     manifests_skipped: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "extra"}
+        return dict(self.__dict__)
 
 
 class Repository(Protocol):
@@ -87,10 +89,20 @@ class Repository(Protocol):
     def child(self, path: str) -> Repository:
         """The nested child repository `path` below this one."""
 
+    def declare(self, *actions: str) -> None:
+        """Access an operation will need here (`pull`, `push`, `delete`), declared before it
+        starts so that one registry token covers every repository it touches."""
+
+    async def native(self) -> bool:
+        """Whether a nested index is stored as it is, children only in their own
+        repositories: a registry with the nested extension, or a layout (one store)."""
+
     async def get_manifest(self, reference: str | None) -> Fetched:
         """The manifest at a tag or digest; `NotFound` when absent."""
 
-    async def has_manifest(self, digest: Digest) -> bool: ...
+    async def has_manifest(self, digest: Digest, *, root: bool = False) -> bool:
+        """Whether the manifest is here (`root`: as the top of a tree, which a layout lists
+        in its index.json)."""
 
     async def head_manifest(self, reference: str) -> tuple[str, Digest, int] | None:
         """(media type, digest, size) of a manifest, or None when absent."""
@@ -100,6 +112,10 @@ class Repository(Protocol):
     ) -> Digest:
         """Store a manifest, by digest, and under `tag` when given (`root`: it is the top of
         a tree, which an OCI layout lists in its index.json)."""
+
+    async def put_referrer(self, body: bytes, referrer: dict[str, Any], subject: Digest) -> bool:
+        """Store the manifest `body` (described by `referrer`) as a referrer of `subject`,
+        listed where this store keeps referrers; False when it was there already."""
 
     async def delete_manifest(self, digest: Digest) -> None: ...
 
@@ -115,17 +131,29 @@ class Repository(Protocol):
     def local_blob(self, digest: Digest) -> Path | None:
         """A file holding the blob, where the repository is on disk."""
 
+    async def receive_blob(
+        self, digest: Digest, size: int, src: Repository, progress: Progress
+    ) -> str | None:
+        """A staged write: take the blob from `src` straight into this store (a layout
+        downloads into a temporary file it moves into place once verified). "skipped",
+        "written" (copied from a file of `src`) or "downloaded"; None where this store only
+        takes pushes (a registry)."""
+
     async def push_blob(
         self,
         digest: Digest,
         size: int,
-        source: BlobSource,
+        source: Source,
         progress: Progress,
-        mount_from: tuple[Repository, ...] = (),
+        mount_from: Sequence[Repository] = (),
     ) -> str:
-        """Make the blob present; "skipped", "mounted" or "uploaded"."""
+        """Make the blob present: "skipped" (there already), "mounted" (from one of
+        `mount_from` on the same registry), "uploaded" or "written" (a layout)."""
 
     async def referrers(self, digest: Digest) -> list[dict[str, Any]]:
         """The descriptors of the manifests whose subject is `digest`."""
 
     async def tags(self) -> list[str]: ...
+
+    async def tree(self, reference: str, depth: int | None = None) -> TreeNode | None:
+        """The whole tree in one answer, where the store has an endpoint for it."""

@@ -6,21 +6,16 @@ by digest so that registries without the nested extension accept the parent inde
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest
 from ocinest.oci.manifest import Descriptor
+from ocinest.oci.nested import NESTED_HEADER, descriptor
 
 from .base import BlobSource, Progress, ProgressEvent, Repository, Stats, no_progress
-from .errors import ClientError, NotFound
-from .layout import LayoutRepository
-from .remote import RemoteRepository, fallback_tag
+from .errors import ClientError
 from .tree import Node
 
 MODES = ("native", "compat", "auto")
@@ -31,15 +26,13 @@ async def resolve_mode(dst: Repository, mode: str) -> str:
     """ "native" or "compat" for writing to `dst`; "auto" asks the registry (`Ocinest-Nested`)."""
     if mode not in MODES:
         raise ClientError(f"unknown mode {mode!r}; use native, compat or auto")
-    if not isinstance(dst, RemoteRepository):
-        return "native"  # an OCI layout holds the whole tree in one store
-    nested = await dst.registry.nested()
+    native = await dst.native()
     if mode == "auto":
-        return "native" if nested else "compat"
-    if mode == "native" and not nested:
+        return "native" if native else "compat"
+    if mode == "native" and not native:
         raise ClientError(
-            f"{dst.registry.host} does not implement nested indexes (GET /v2/ has no "
-            "Ocinest-Nested: 1 header); use --mode compat or --mode auto"
+            f"{dst.display} does not implement nested indexes (GET /v2/ has no "
+            f"{NESTED_HEADER}: 1 header); use --mode compat or --mode auto"
         )
     return mode
 
@@ -99,10 +92,8 @@ class Copier:
     # Scopes: one token for every repository the copy touches.
 
     def _declare(self, node: Node, dst: Repository, ancestors: list[Repository]) -> None:
-        if isinstance(dst, RemoteRepository):
-            dst.registry.want(dst.name, "pull", "push")
-        if isinstance(node.repo, RemoteRepository):
-            node.repo.registry.want(node.repo.name, "pull")
+        dst.declare("pull", "push")
+        node.repo.declare("pull")
         for child in node.children:
             if child.child_path:
                 self._declare(child, dst.child(child.child_path), [*ancestors, dst])
@@ -172,9 +163,7 @@ class Copier:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._manifests[key] = done
             try:
-                if await target.has_manifest(node.digest) and not (
-                    is_root and isinstance(target, LayoutRepository)
-                ):
+                if await target.has_manifest(node.digest, root=is_root):
                     self.stats.manifests_skipped += 1
                 else:
                     await target.put_manifest(node.body, node.media_type, None, root=is_root)
@@ -193,20 +182,17 @@ class Copier:
 
     async def _put_referrer(self, node: Node, target: Repository, subject: Node) -> None:
         assert node.body is not None
-        if isinstance(target, LayoutRepository):
-            await target.add_referrer(node.body, node.media_type, subject.digest)
+        referrer = descriptor(
+            node.media_type,
+            node.digest,
+            node.size,
+            artifact_type=node.artifact_type,
+            annotations=node.annotations,
+        )
+        if await target.put_referrer(node.body, referrer, subject.digest):
             self.stats.manifests_pushed += 1
-            return
-        if not isinstance(target, RemoteRepository):
-            await target.put_manifest(node.body, node.media_type, None)
-            return
-        if await target.has_manifest(node.digest):
+        else:
             self.stats.manifests_skipped += 1
-            return
-        _, handled = await target.put_manifest_ex(node.body, node.media_type, None)
-        self.stats.manifests_pushed += 1
-        if not handled:
-            await update_fallback_index(target, node, subject.digest)
 
     # Blobs
 
@@ -233,55 +219,24 @@ class Copier:
 
     async def _move(self, desc: Descriptor, src: Repository, dst: Repository) -> None:
         digest, size = desc.digest, desc.size
-        if await dst.blob_size(digest) is not None:
+        outcome = await dst.receive_blob(digest, size, src, self.progress)
+        if outcome is None:
+
+            async def source() -> BlobSource:
+                return await self._source(desc, src)
+
+            mount_from = (*self._where.get(digest, []), src)
+            outcome = await dst.push_blob(digest, size, source, self.progress, mount_from)
+        if outcome == "skipped":
             self.stats.blobs_skipped += 1
-            self.progress(ProgressEvent("done", digest, size, outcome="skipped", where=dst.display))
-            return
-        session = None
-        if isinstance(dst, RemoteRepository):
-            candidates = [*self._where.get(digest, []), src]
-            tried = set()
-            for c in candidates:
-                if (
-                    not isinstance(c, RemoteRepository)
-                    or c.registry is not dst.registry
-                    or c.name == dst.name
-                    or c.name in tried
-                ):
-                    continue
-                tried.add(c.name)
-                mounted = await dst.mount_blob(digest, c.name)
-                if mounted is True:
-                    self.stats.blobs_mounted += 1
-                    self.progress(
-                        ProgressEvent("done", digest, size, outcome="mounted", where=dst.display)
-                    )
-                    return
-                if mounted:
-                    session = mounted
-                    break
-        if isinstance(dst, LayoutRepository):
-            local = src.local_blob(digest)
-            if local is not None:
-                await dst.push_blob(digest, size, local, self.progress)
-            else:
-                tmp = dst.temp_path()
-                try:
-                    await src.fetch_blob(digest, size, tmp, self.progress)
-                    dst.adopt(tmp, digest)
-                finally:
-                    with contextlib.suppress(OSError):
-                        tmp.unlink()
-                self.stats.blobs_downloaded += 1
-                self.stats.bytes_downloaded += size
-            return
-        source = await self._source(desc, src)
-        if isinstance(dst, RemoteRepository):
-            await dst.upload_blob(digest, size, source, self.progress, session)
-        else:
-            await dst.push_blob(digest, size, source, self.progress)
-        self.stats.blobs_uploaded += 1
-        self.stats.bytes_uploaded += size
+        elif outcome == "mounted":
+            self.stats.blobs_mounted += 1
+        elif outcome == "uploaded":
+            self.stats.blobs_uploaded += 1
+            self.stats.bytes_uploaded += size
+        elif outcome == "downloaded":
+            self.stats.blobs_downloaded += 1
+            self.stats.bytes_downloaded += size
 
     async def _source(self, desc: Descriptor, src: Repository) -> BlobSource:
         """The blob's bytes as a file or in memory: fetched from `src` once per copy."""
@@ -307,46 +262,3 @@ class Copier:
             self.stats.bytes_downloaded += size
             self._sources[digest] = source
             return source
-
-
-async def update_fallback_index(target: RemoteRepository, node: Node, subject: Digest) -> None:
-    """Add `node` to the referrers tag schema's index of `subject` (`sha256-<hex>`), for a
-    registry without the referrers API."""
-    tag = fallback_tag(subject)
-    try:
-        doc: dict[str, Any] = json.loads((await target.get_manifest(tag)).body)
-    except NotFound:
-        doc = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
-    entries = [e for e in doc.get("manifests") or [] if isinstance(e, dict)]
-    if any(e.get("digest") == str(node.digest) for e in entries):
-        return
-    desc: dict[str, Any] = {
-        "mediaType": node.media_type,
-        "digest": str(node.digest),
-        "size": node.size,
-    }
-    if node.artifact_type:
-        desc["artifactType"] = node.artifact_type
-    if node.annotations:
-        desc["annotations"] = node.annotations
-    entries.append(desc)
-    doc["manifests"] = entries
-    body = json.dumps(doc, separators=(",", ":")).encode()
-    await target.put_manifest(body, mt.OCI_INDEX, tag)
-
-
-async def copy_tree(
-    root: Node,
-    dst: Repository,
-    tag: str | None,
-    *,
-    mode: str = "auto",
-    referrers: bool = False,
-    concurrency: int = 4,
-    progress: Progress = no_progress,
-) -> CopyResult:
-    """Copy a walked tree to `dst` (see `Copier`)."""
-    async with Copier(
-        mode=mode, referrers=referrers, concurrency=concurrency, progress=progress
-    ) as copier:
-        return await copier.copy(root, dst, tag)

@@ -12,16 +12,17 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest, new_hasher
 from ocinest.oci.names import child_path_problem
+from ocinest.oci.nested import SUBJECT_ANNOTATION, TreeNode
 
-from .base import BlobSource, Fetched, Progress, ProgressEvent
+from .base import Fetched, Progress, ProgressEvent, Repository, Source
 from .errors import BadReference, ClientError, DigestMismatch, NotFound
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -121,14 +122,18 @@ class LayoutRepository:
     def __repr__(self) -> str:
         return f"LayoutRepository({self.display!r})"
 
+    def declare(self, *actions: str) -> None:
+        """A layout needs no access declared."""
+
+    async def native(self) -> bool:
+        return True  # one store holds the whole tree
+
     # Manifests
 
     def _entry(self, reference: str | None) -> dict[str, Any]:
         entries = [e for e in self.store.read_index()["manifests"] if isinstance(e, dict)]
         if reference is None:
-            roots = [
-                e for e in entries if "dev.ocinest.subject" not in (e.get("annotations") or {})
-            ]
+            roots = [e for e in entries if SUBJECT_ANNOTATION not in (e.get("annotations") or {})]
             if len(roots) == 1:
                 return roots[0]
             if not roots:
@@ -156,17 +161,10 @@ class LayoutRepository:
             raise NotFound(f"manifest {digest} not found in {self.display}") from None
         if Digest.of(body, digest.algorithm) != digest:
             raise DigestMismatch(f"manifest {digest} in {self.display} does not match its digest")
-        if media_type not in mt.MANIFESTS:
-            try:
-                doc = json.loads(body)
-            except ValueError:
-                raise ClientError(f"manifest {digest} in {self.display} is not JSON") from None
-            declared = doc.get("mediaType") if isinstance(doc, dict) else None
-            if declared in mt.MANIFESTS:
-                media_type = str(declared)
-            else:
-                media_type = mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST
-        return Fetched(body, media_type, digest)
+        sniffed = mt.sniff(body, media_type)
+        if sniffed is None:
+            raise ClientError(f"manifest {digest} in {self.display} is not JSON")
+        return Fetched(body, sniffed, digest)
 
     async def head_manifest(self, reference: str) -> tuple[str, Digest, int] | None:
         try:
@@ -175,7 +173,10 @@ class LayoutRepository:
             return None
         return fetched.media_type, fetched.digest, fetched.size
 
-    async def has_manifest(self, digest: Digest) -> bool:
+    async def has_manifest(self, digest: Digest, *, root: bool = False) -> bool:
+        if root:
+            entries = self.store.read_index()["manifests"]
+            return any(isinstance(e, dict) and e.get("digest") == str(digest) for e in entries)
         return self.store.blob_path(digest).exists()
 
     async def put_manifest(
@@ -189,17 +190,15 @@ class LayoutRepository:
             )
         return digest
 
-    async def add_referrer(self, body: bytes, media_type: str, subject: Digest) -> Digest:
+    async def put_referrer(self, body: bytes, referrer: dict[str, Any], subject: Digest) -> bool:
+        """A referrer is an entry of index.json annotated with its subject."""
         digest = Digest.of(body)
         await self.push_blob(digest, len(body), body, lambda e: None)
-        desc: dict[str, Any] = {"mediaType": media_type, "digest": str(digest), "size": len(body)}
-        with contextlib.suppress(ValueError, AttributeError):
-            artifact_type = json.loads(body).get("artifactType")
-            if artifact_type:
-                desc["artifactType"] = artifact_type
-        desc["annotations"] = {"dev.ocinest.subject": str(subject)}
+        desc = {k: referrer[k] for k in ("mediaType", "artifactType") if referrer.get(k)}
+        desc |= {"digest": str(digest), "size": len(body)}
+        desc["annotations"] = {SUBJECT_ANNOTATION: str(subject)}
         await self._add_entry(desc, None)
-        return digest
+        return True
 
     async def _add_entry(self, desc: dict[str, Any], tag: str | None) -> None:
         async with self.store.lock:
@@ -225,6 +224,9 @@ class LayoutRepository:
             elif not self.store.blob_path(digest).exists():
                 raise NotFound(f"manifest {digest} not found in {self.display}")
 
+    async def tree(self, reference: str, depth: int | None = None) -> TreeNode | None:
+        return None  # walked manifest by manifest
+
     async def tags(self) -> list[str]:
         out = []
         for e in self.store.read_index()["manifests"]:
@@ -236,10 +238,10 @@ class LayoutRepository:
     async def referrers(self, digest: Digest) -> list[dict[str, Any]]:
         out = []
         for e in self.store.read_index()["manifests"]:
-            if (e.get("annotations") or {}).get("dev.ocinest.subject") == str(digest):
+            if (e.get("annotations") or {}).get(SUBJECT_ANNOTATION) == str(digest):
                 desc = dict(e)
                 ann = {k: v for k, v in (e.get("annotations") or {}).items()}
-                ann.pop("dev.ocinest.subject", None)
+                ann.pop(SUBJECT_ANNOTATION, None)
                 desc["annotations"] = ann
                 if not ann:
                     del desc["annotations"]
@@ -282,15 +284,15 @@ class LayoutRepository:
         progress(ProgressEvent("advance", digest, size, amount=size))
         progress(ProgressEvent("done", digest, size, outcome="written", where=self.display))
 
-    def temp_path(self) -> Path:
-        """A fresh temporary file inside the layout, to be adopted with `adopt`."""
+    def _temp_path(self) -> Path:
+        """A fresh temporary file inside the layout, to be adopted with `_adopt`."""
         folder = self.root / "blobs" / ".tmp"
         folder.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=folder)
         os.close(fd)
         return Path(name)
 
-    def adopt(self, tmp: Path, digest: Digest) -> None:
+    def _adopt(self, tmp: Path, digest: Digest) -> None:
         """Move a verified temporary file into place as the blob `digest`."""
         dest = self.store.blob_path(digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -298,20 +300,44 @@ class LayoutRepository:
         with contextlib.suppress(OSError):
             (self.root / "blobs" / ".tmp").rmdir()
 
+    def _present(self, digest: Digest, size: int, progress: Progress) -> bool:
+        dest = self.store.blob_path(digest)
+        if dest.exists() and (size < 0 or dest.stat().st_size == size):
+            progress(ProgressEvent("done", digest, size, outcome="skipped", where=self.display))
+            return True
+        return False
+
+    async def receive_blob(
+        self, digest: Digest, size: int, src: Repository, progress: Progress
+    ) -> str | None:
+        if self._present(digest, size, progress):
+            return "skipped"
+        local = src.local_blob(digest)
+        if local is not None:
+            return await self.push_blob(digest, size, local, progress)
+        tmp = self._temp_path()
+        try:
+            await src.fetch_blob(digest, size, tmp, progress)
+            self._adopt(tmp, digest)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        return "downloaded"
+
     async def push_blob(
         self,
         digest: Digest,
         size: int,
-        source: BlobSource,
+        source: Source,
         progress: Progress,
-        mount_from: tuple[Any, ...] = (),
+        mount_from: Sequence[Repository] = (),
     ) -> str:
-        dest = self.store.blob_path(digest)
-        if dest.exists() and (size < 0 or dest.stat().st_size == size):
-            progress(ProgressEvent("done", digest, size, outcome="skipped", where=self.display))
+        if self._present(digest, size, progress):
             return "skipped"
+        if not isinstance(source, bytes | Path):
+            source = await source()
         progress(ProgressEvent("start", digest, size, where=self.display))
-        tmp = self.temp_path()
+        tmp = self._temp_path()
         try:
             if isinstance(source, bytes):
                 if Digest.of(source, digest.algorithm) != digest or len(source) != size:
@@ -319,7 +345,7 @@ class LayoutRepository:
                 await asyncio.to_thread(tmp.write_bytes, source)
             else:
                 await asyncio.to_thread(_sync_copy_verified, source, tmp, digest, size)
-            self.adopt(tmp, digest)
+            self._adopt(tmp, digest)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()
@@ -327,8 +353,3 @@ class LayoutRepository:
         progress(ProgressEvent("advance", digest, size, amount=size))
         progress(ProgressEvent("done", digest, size, outcome="written", where=self.display))
         return "written"
-
-
-def remove_layout(root: Path) -> None:
-    """Remove a layout folder (for cleaning up a failed pull into a new folder)."""
-    shutil.rmtree(root, ignore_errors=True)

@@ -12,21 +12,26 @@ from typing import Any
 
 from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest, new_hasher
-from ocinest.oci.manifest import NESTED_ANNOTATION
+from ocinest.oci.manifest import parse_manifest
 from ocinest.oci.names import child_path_problem, is_tag
+from ocinest.oci.nested import (
+    EMPTY_JSON,
+    TITLE_ANNOTATION,
+    artifact_manifest,
+    descriptor,
+    empty_config,
+    parent_index,
+)
 
-from .base import Progress, Repository, Stats, no_progress
+from .base import BlobSource, Progress, Repository, Stats, no_progress
 from .copy import Copier, CopyResult, resolve_mode
 from .errors import BadReference, ClientError, NotFound, RegistryError
 from .layout import LayoutRepository
 from .reference import LayoutRef, Ref, RemoteRef
 from .remote import Client, RemoteRepository
-from .tree import IMAGE_CONFIGS, Node, walk
+from .tree import Node, walk
 
-ORAS_DEFAULT_ARTIFACT_TYPE = "application/vnd.unknown.artifact.v1"
 DEFAULT_FILE_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
-TITLE = "org.opencontainers.image.title"
-EMPTY_JSON = b"{}"
 
 
 def open_repository(client: Client, ref: Ref, *, create: bool = False) -> Repository:
@@ -99,16 +104,12 @@ class IndexResult:
 
 async def _platform_of(node: Node) -> dict[str, Any] | None:
     """The platform of an image manifest, from its config."""
-    if node.is_index or node.body is None:
-        return None
-    doc = json.loads(node.body)
-    config = doc.get("config") or {}
-    if config.get("mediaType") not in IMAGE_CONFIGS:
+    blobs = node.blobs()
+    if not blobs or blobs[0].media_type not in mt.IMAGE_CONFIGS:
         return None
     try:
-        raw = await node.repo.fetch_blob_bytes(Digest.parse(config["digest"]), int(config["size"]))
-        cfg = json.loads(raw)
-    except (ValueError, KeyError, ClientError):
+        cfg = json.loads(await node.repo.fetch_blob_bytes(blobs[0].digest, blobs[0].size))
+    except (ValueError, ClientError):
         return None
     if not isinstance(cfg, dict):
         return None
@@ -153,13 +154,9 @@ def build_index(
     annotations: dict[str, str] | None = None,
 ) -> bytes:
     """The parent index: one nested descriptor per child, in order. Deterministic bytes."""
-    doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX}
-    if artifact_type:
-        doc["artifactType"] = artifact_type
-    doc["manifests"] = [c.descriptor() for c in children]
-    if annotations:
-        doc["annotations"] = dict(sorted(annotations.items()))
-    return json.dumps(doc, indent=2).encode() + b"\n"
+    return parent_index(
+        [c.descriptor() for c in children], artifact_type=artifact_type, annotations=annotations
+    )
 
 
 async def create_index(
@@ -213,7 +210,7 @@ async def create_index(
         media_type=mt.OCI_INDEX,
         digest=Digest.of(body),
         size=len(body),
-        body=body,
+        manifest=parse_manifest(body, mt.OCI_INDEX),
         artifact_type=artifact_type,
         annotations=dict(annotations or {}),
         children=nodes,
@@ -266,8 +263,8 @@ async def push_files(
     one layer per file titled with its name, and `artifactType`."""
     if not files:
         raise BadReference("no files to push")
-    layers = []
-    sources: list[tuple[Digest, int, Path]] = []
+    layers: list[dict[str, Any]] = []
+    sources: list[tuple[Digest, int, BlobSource]] = []
     for path, media_type in files:
         if not path.is_file():
             raise NotFound(f"no such file: {path}")
@@ -276,48 +273,33 @@ async def push_files(
         digest, size = await asyncio.to_thread(_hash_file, path)
         sources.append((digest, size, path))
         layers.append(
-            {
-                "mediaType": media_type or DEFAULT_FILE_MEDIA_TYPE,
-                "digest": str(digest),
-                "size": size,
-                "annotations": {TITLE: path.name},
-            }
+            descriptor(
+                media_type or DEFAULT_FILE_MEDIA_TYPE,
+                digest,
+                size,
+                annotations={TITLE_ANNOTATION: path.name},
+            )
         )
-    titles = [str(layer["annotations"][TITLE]) for layer in layers]  # type: ignore[index]
-    if len(set(titles)) != len(titles):
+    titles = {path.name for path, _ in files}
+    if len(titles) != len(files):
         raise BadReference("two files have the same name; artifact layers are titled by name")
-    empty = Digest.of(EMPTY_JSON)
-    doc: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_MANIFEST,
-        "artifactType": artifact_type or ORAS_DEFAULT_ARTIFACT_TYPE,
-        "config": {"mediaType": mt.OCI_EMPTY, "digest": str(empty), "size": len(EMPTY_JSON)},
-        "layers": layers,
-    }
-    if annotations:
-        doc["annotations"] = dict(sorted(annotations.items()))
-    body = json.dumps(doc, indent=2).encode() + b"\n"
+    config = empty_config()
+    sources.insert(0, (Digest.parse(config["digest"]), config["size"], EMPTY_JSON))
+    body = artifact_manifest(layers, artifact_type=artifact_type, annotations=annotations)
     repo = open_repository(client, ref, create=True)
     stats = Stats()
-    if isinstance(repo, RemoteRepository):
-        repo.registry.want(repo.name, "pull", "push")
+    repo.declare("pull", "push")
     limit = asyncio.Semaphore(client.options.concurrency)
 
-    async def one(digest: Digest, size: int, source: bytes | Path) -> None:
+    async def one(digest: Digest, size: int, source: BlobSource) -> None:
         async with limit:
-            if await repo.blob_size(digest) is not None:
+            if await repo.push_blob(digest, size, source, progress) == "skipped":
                 stats.blobs_skipped += 1
                 return
-            if isinstance(repo, RemoteRepository):
-                await repo.upload_blob(digest, size, source, progress)
-            else:
-                await repo.push_blob(digest, size, source, progress)
             stats.blobs_uploaded += 1
             stats.bytes_uploaded += size
 
-    await asyncio.gather(
-        one(empty, len(EMPTY_JSON), EMPTY_JSON), *(one(d, s, p) for d, s, p in sources)
-    )
+    await asyncio.gather(*(one(d, s, p) for d, s, p in sources))
     tag = ref.tag if ref.digest is None else None
     if isinstance(ref, RemoteRef) and tag is None and ref.digest is None:
         tag = "latest"
@@ -358,14 +340,9 @@ async def delete_tree(
         await repo.delete_manifest(head[1])
         result.deleted.append(f"{repo.display}@{head[1]}")
         return result
-    compat = False
-    if isinstance(repo, RemoteRepository):
-        repo.registry.want(repo.name, "pull", "delete")
-        for node in root.walk():
-            if isinstance(node.repo, RemoteRepository):
-                node.repo.registry.want(node.repo.name, "pull", "delete")
-        if mode == "compat" or (mode == "auto" and not await repo.registry.nested()):
-            compat = True
+    for node in root.walk():
+        node.repo.declare("pull", "delete")
+    compat = mode == "compat" or (mode == "auto" and not await repo.native())
 
     async def remove(r: Repository, digest: Digest, copy: bool) -> None:
         name = f"{r.display}@{digest}"
@@ -410,7 +387,6 @@ def parse_annotations(values: Sequence[str]) -> dict[str, str]:
 
 
 __all__ = [
-    "NESTED_ANNOTATION",
     "DeleteResult",
     "IndexResult",
     "PushResult",

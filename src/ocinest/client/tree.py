@@ -4,7 +4,6 @@ ocinest's tree endpoint, and drawing one."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,16 +11,12 @@ from typing import Any
 from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest
 from ocinest.oci.errors import OCIError
-from ocinest.oci.manifest import NESTED_ANNOTATION, Descriptor, parse_manifest
+from ocinest.oci.manifest import Descriptor, Manifest, parse_manifest
 from ocinest.oci.names import child_path_problem
+from ocinest.oci.nested import NESTED_ANNOTATION, TreeNode, nested_descriptor
 
 from .base import Fetched, Repository
 from .errors import ClientError, NotFound
-from .remote import RemoteRepository
-
-IMAGE_CONFIGS = frozenset(
-    {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
-)
 
 
 @dataclass
@@ -32,7 +27,7 @@ class Node:
     media_type: str
     digest: Digest
     size: int
-    body: bytes | None = None  # None when read from the tree endpoint
+    manifest: Manifest | None = None  # parsed; None when read from the tree endpoint
     child_path: str | None = None  # the nested path relative to the parent, if nested
     platform: dict[str, Any] | None = None
     artifact_type: str | None = None
@@ -41,7 +36,10 @@ class Node:
     referrers: list[Node] = field(default_factory=list)
     referrer_count: int | None = None
     truncated: bool = False
-    subject: Digest | None = None
+
+    @property
+    def body(self) -> bytes | None:
+        return self.manifest.raw if self.manifest is not None else None
 
     @property
     def is_index(self) -> bool:
@@ -54,10 +52,9 @@ class Node:
 
     def blobs(self) -> list[Descriptor]:
         """The config and layers of an image manifest (none for an index)."""
-        if self.body is None or self.is_index:
+        if self.manifest is None:
             return []
-        manifest = parse_manifest(self.body, self.media_type)
-        return [r.descriptor for r in manifest.references if r.kind == "blob"]
+        return [r.descriptor for r in self.manifest.references if r.kind == "blob"]
 
     def walk(self) -> Iterator[Node]:
         """Every node, parents first (referrers after the node they refer to)."""
@@ -67,21 +64,16 @@ class Node:
         for c in self.children:
             yield from c.walk()
 
-    def count(self) -> int:
-        return sum(1 for _ in self.walk())
-
     def descriptor(self) -> dict[str, Any]:
         """This node as a descriptor in an index (nested annotation when it has a path)."""
-        desc: dict[str, Any] = {"mediaType": self.media_type}
-        if self.artifact_type:
-            desc["artifactType"] = self.artifact_type
-        desc["digest"] = str(self.digest)
-        desc["size"] = self.size
-        if self.platform:
-            desc["platform"] = self.platform
-        if self.child_path:
-            desc["annotations"] = {NESTED_ANNOTATION: self.child_path}
-        return desc
+        return nested_descriptor(
+            self.media_type,
+            self.digest,
+            self.size,
+            self.child_path,
+            artifact_type=self.artifact_type,
+            platform=self.platform,
+        )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -106,46 +98,38 @@ class Node:
         return out
 
 
-def _node(
-    repo: Repository, fetched: Fetched, desc: dict[str, Any] | None, child_path: str | None
+def artifact_type_of(manifest: Manifest) -> str | None:
+    """A manifest's artifact type as a descriptor would carry it: its `artifactType`, else
+    (an artifact in the OCI 1.0 style) a config media type that is not an image's."""
+    if manifest.artifact_type in mt.IMAGE_CONFIGS | {mt.OCI_EMPTY}:
+        return None
+    return manifest.artifact_type
+
+
+def node_of(
+    repo: Repository,
+    fetched: Fetched,
+    desc: Descriptor | None = None,
+    child_path: str | None = None,
 ) -> Node:
+    """The node of a fetched manifest, parsed and validated."""
     try:
         manifest = parse_manifest(fetched.body, fetched.media_type, fetched.digest)
     except OCIError as exc:
         raise ClientError(
             f"manifest {fetched.digest} in {repo.display} is invalid: {exc.errors[0].detail}"
         ) from None
-    artifact_type = (desc or {}).get("artifactType") or _artifact_type(fetched.body)
     return Node(
         repo=repo,
         media_type=fetched.media_type,
         digest=fetched.digest,
         size=fetched.size,
-        body=fetched.body,
+        manifest=manifest,
         child_path=child_path,
-        platform=(desc or {}).get("platform"),
-        artifact_type=artifact_type,
+        platform=desc.platform if desc else None,
+        artifact_type=(desc.artifact_type if desc else None) or artifact_type_of(manifest),
         annotations=dict(manifest.annotations),
-        subject=manifest.subject.digest if manifest.subject else None,
     )
-
-
-def _artifact_type(body: bytes) -> str | None:
-    """A manifest's artifact type as a descriptor would carry it: its `artifactType`, else
-    (an artifact in the OCI 1.0 style) a config media type that is not an image's."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return None
-    value = doc.get("artifactType")
-    if isinstance(value, str):
-        return value
-    config = doc.get("config")
-    if isinstance(config, dict):
-        media_type = config.get("mediaType")
-        if isinstance(media_type, str) and media_type not in IMAGE_CONFIGS | {mt.OCI_EMPTY}:
-            return media_type
-    return None
 
 
 class Walker:
@@ -161,38 +145,33 @@ class Walker:
     async def walk(self, repo: Repository, reference: str | None) -> Node:
         async with self._limit:
             fetched = await repo.get_manifest(reference)
-        root = _node(repo, fetched, None, None)
+        root = node_of(repo, fetched)
         await self._expand(root, 0)
         return root
 
     async def _fetch(
-        self, repo: Repository, desc: dict[str, Any], child_path: str | None, parent: Node
+        self, repo: Repository, desc: Descriptor, child_path: str | None, parent: Node
     ) -> Node:
         try:
-            digest = Digest.parse(str(desc.get("digest")))
-        except OCIError as exc:
-            raise ClientError(f"index {parent.digest}: {exc.errors[0].detail}") from None
-        try:
             async with self._limit:
-                fetched = await repo.get_manifest(str(digest))
+                fetched = await repo.get_manifest(str(desc.digest))
         except NotFound:
             what = f"child {child_path!r}" if child_path else "manifest"
             raise NotFound(
-                f"{what} {digest} of index {parent.digest} is missing from {repo.display}"
+                f"{what} {desc.digest} of index {parent.digest} is missing from {repo.display}"
             ) from None
-        if fetched.size != desc.get("size"):
+        if fetched.size != desc.size:
             raise ClientError(
-                f"manifest {digest} in {repo.display} is {fetched.size} bytes; the index "
-                f"{parent.digest} says {desc.get('size')}"
+                f"manifest {desc.digest} in {repo.display} is {fetched.size} bytes; the index "
+                f"{parent.digest} says {desc.size}"
             )
-        return _node(repo, fetched, desc, child_path)
+        return node_of(repo, fetched, desc, child_path)
 
     async def _expand(self, node: Node, level: int) -> None:
         tasks = []
         if self.with_referrers:
             tasks.append(self._referrers(node, level))
         if node.is_index:
-            assert node.body is not None
             if self.depth is not None and level >= self.depth:
                 node.truncated = True
             else:
@@ -200,28 +179,32 @@ class Walker:
         await asyncio.gather(*tasks)
 
     async def _children(self, node: Node, level: int) -> None:
-        assert node.body is not None
-        doc = json.loads(node.body)
+        assert node.manifest is not None
         fetches = []
-        for desc in doc.get("manifests") or []:
-            child_path = (desc.get("annotations") or {}).get(NESTED_ANNOTATION)
+        for ref in node.manifest.references:
             repo = node.repo
-            if child_path is not None:
-                problem = child_path_problem("x", child_path)
+            if ref.child is not None:
+                problem = child_path_problem("x", ref.child)
                 if problem:
                     raise ClientError(
                         f"index {node.digest} in {node.repo.display}: {NESTED_ANNOTATION}="
-                        f"{child_path!r}: {problem}"
+                        f"{ref.child!r}: {problem}"
                     )
-                repo = node.repo.child(child_path)
-            fetches.append(self._fetch(repo, desc, child_path, node))
+                repo = node.repo.child(ref.child)
+            fetches.append(self._fetch(repo, ref.descriptor, ref.child, node))
         node.children = list(await asyncio.gather(*fetches))
         await asyncio.gather(*(self._expand(c, level + 1) for c in node.children))
 
     async def _referrers(self, node: Node, level: int) -> None:
         async with self._limit:
-            descs = await node.repo.referrers(node.digest)
-        node.referrer_count = len(descs)
+            listed = await node.repo.referrers(node.digest)
+        node.referrer_count = len(listed)
+        try:
+            descs = [Descriptor.parse(d, f"referrer of {node.digest}") for d in listed]
+        except OCIError as exc:
+            raise ClientError(
+                f"the referrers of {node.digest} in {node.repo.display}: {exc.errors[0].detail}"
+            ) from None
         found = await asyncio.gather(*(self._fetch(node.repo, d, None, node) for d in descs))
         for r in found:
             r.platform = None
@@ -244,23 +227,18 @@ async def walk(
     )
 
 
-def from_endpoint(root_repo: RemoteRepository, doc: dict[str, Any]) -> Node:
-    """A tree as ocinest's tree endpoint answers it (no manifest bytes)."""
-    registry = root_repo.registry
-    base = root_repo.name
+def from_endpoint(root_repo: Repository, root: TreeNode) -> Node:
+    """A tree as ocinest's tree endpoint answers it (no manifests)."""
 
-    def build(d: dict[str, Any], child_path: str | None) -> Node:
-        name = str(d["repository"])
-        nested = name[len(base) + 1 :] if name.startswith(base + "/") else ""
-        repo = RemoteRepository(registry, name, nested)
+    def build(d: TreeNode, repo: Repository, child_path: str | None) -> Node:
         media_type = str(d.get("mediaType"))
         artifact_type = d.get("artifactType")
-        if media_type not in mt.INDEXES and artifact_type in IMAGE_CONFIGS:
+        if media_type not in mt.INDEXES and artifact_type in mt.IMAGE_CONFIGS:
             artifact_type = None  # a plain image, as a walk reports it
         node = Node(
             repo=repo,
             media_type=media_type,
-            digest=Digest.parse(str(d["digest"])),
+            digest=Digest.parse(d["digest"]),
             size=int(d.get("size") or 0),
             child_path=child_path,
             platform=d.get("platform"),
@@ -269,23 +247,25 @@ def from_endpoint(root_repo: RemoteRepository, doc: dict[str, Any]) -> Node:
             referrer_count=d.get("referrers"),
             truncated=bool(d.get("truncated")),
         )
+        name = d["repository"]
         for c in d.get("children") or []:
-            cname = str(c["repository"])
-            cpath = cname[len(name) + 1 :] if cname != name else None
-            node.children.append(build(c, cpath))
+            cname = c["repository"]
+            cpath = cname[len(name) + 1 :] if cname.startswith(name + "/") else None
+            node.children.append(build(c, repo.child(cpath) if cpath else repo, cpath))
         return node
 
-    return build(doc, None)
+    return build(root, root_repo, None)
 
 
 async def read_tree(
     repo: Repository, reference: str | None, *, depth: int | None = None, endpoint: bool = True
 ) -> Node:
     """The tree for display: the registry's tree endpoint when it has one, else a walk."""
-    if endpoint and isinstance(repo, RemoteRepository) and await repo.registry.nested():
-        return from_endpoint(repo, await repo.tree(reference or "latest", depth))
-    node = await walk(repo, reference, depth=depth)
-    return node
+    if endpoint:
+        answer = await repo.tree(reference or "latest", depth)
+        if answer is not None:
+            return from_endpoint(repo, answer)
+    return await walk(repo, reference, depth=depth)
 
 
 def _platform(p: dict[str, Any] | None) -> str:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.names import child_path_problem
+from ocinest.oci.nested import NESTED_ANNOTATION as NESTED_ANNOTATION  # re-exported
 
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
-NESTED_ANNOTATION = "dev.ocinest.repository"
 
 
 def _invalid(detail: str) -> OCIError:
@@ -27,6 +27,7 @@ class Descriptor:
     artifact_type: str | None = None
     annotations: dict[str, str] = field(default_factory=dict)
     urls: tuple[str, ...] = ()
+    platform: dict[str, Any] | None = None  # an index's descriptors only
 
     @classmethod
     def parse(cls, raw: object, where: str) -> Descriptor:
@@ -202,6 +203,7 @@ def _index_references(doc: dict[str, Any]) -> list[Reference]:
         desc = Descriptor.parse(raw, where)
         if isinstance(raw, dict) and raw.get("platform") is not None:
             _check_platform(raw["platform"], where)
+            desc = replace(desc, platform=dict(raw["platform"]))
         child = desc.annotations.get(NESTED_ANNOTATION)
         references.append(Reference("manifest", desc, child))
     return references

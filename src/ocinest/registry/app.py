@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 from ocinest.oci.digest import Digest
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.names import validate_name
+from ocinest.oci.nested import TREE_ROUTE
 from ocinest.registry import blobs, gc, listing, manifests, nested, observability
 from ocinest.registry.auth import IDENTITY, token_endpoint
 from ocinest.registry.config import Config
@@ -41,7 +42,7 @@ _TABLE: list[tuple[str, str, dict[str, Method]]] = [
     ("catalog", r"^/v2/_catalog\Z", {"GET": (listing.catalog, LOGIN)}),
     (
         "tree",
-        r"^/v2/(?P<name>.+)/_ocinest/tree/(?P<reference>[^/]+)\Z",
+        TREE_ROUTE,
         {"GET": (nested.get_tree, PULL)},
     ),
     (

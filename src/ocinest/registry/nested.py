@@ -16,10 +16,11 @@ from ocinest.oci.digest import Digest
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.manifest import NESTED_ANNOTATION
 from ocinest.oci.names import is_tag
+from ocinest.oci.nested import DISCOVERY_HEADERS
 from ocinest.registry.listing import count_param
 from ocinest.registry.state import registry
 
-NESTED_HEADER = {"Ocinest-Nested": "1"}
+NESTED_HEADER = DISCOVERY_HEADERS
 
 Node = dict[str, Any]
 

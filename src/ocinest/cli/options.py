@@ -1,0 +1,184 @@
+"""What the client commands share: connection options, `--json` and `--mode`, running a
+command's coroutine (a `ClientError` becomes one line on stderr and its exit code), output, and
+progress bars."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from ocinest.client import (
+    BadReference,
+    ClientError,
+    Kind,
+    Options,
+    ProgressEvent,
+    Stats,
+    parse_reference,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+MODE_OPTION = click.option(
+    "--mode",
+    type=click.Choice(["auto", "native", "compat"]),
+    default="auto",
+    show_default=True,
+    help="native: the registry implements nested indexes; compat: also place each child in "
+    "the parent repository by digest (any registry); auto: ask the registry.",
+)
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+
+
+def connection_options(f: F) -> F:
+    """Options on how to reach registries, shared by every client command."""
+    decorators = [
+        click.option(
+            "--plain-http",
+            is_flag=True,
+            help="Plain HTTP for every registry (loopback hosts use it unless --ca-file is given).",
+        ),
+        click.option(
+            "--insecure",
+            is_flag=True,
+            help="TLS without certificate verification, and plain HTTP when TLS fails.",
+        ),
+        click.option(
+            "--ca-file",
+            type=click.Path(path_type=Path, dir_okay=False, exists=True),
+            help="Trust the CA certificates in this PEM file.",
+        ),
+        click.option(
+            "--authfile",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Read credentials from this auth file first [env REGISTRY_AUTH_FILE].",
+        ),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(1, 64),
+            default=4,
+            show_default=True,
+            help="Blobs transferred in parallel.",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        f = decorator(f)
+    return f
+
+
+def options_from(kwargs: dict[str, Any]) -> Options:
+    return Options(
+        plain_http=bool(kwargs.pop("plain_http", False)),
+        insecure=bool(kwargs.pop("insecure", False)),
+        ca_file=kwargs.pop("ca_file", None),
+        auth_file=kwargs.pop("authfile", None),
+        concurrency=int(kwargs.pop("concurrency", 4)),
+    )
+
+
+def fail(message: str, code: int) -> NoReturn:
+    click.echo(f"ocinest: error: {message}", err=True)
+    sys.exit(code)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; a `ClientError` becomes one line and its exit code."""
+    try:
+        return asyncio.run(coro)
+    except ClientError as exc:
+        fail(exc.message, int(exc.kind))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except OSError as exc:
+        fail(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", 1)
+    raise AssertionError("unreachable")
+
+
+def reference_arg(text: str) -> Any:
+    try:
+        return parse_reference(text)
+    except BadReference as exc:
+        fail(exc.message, int(Kind.USAGE))
+
+
+def emit(as_json: bool, data: dict[str, Any], human: list[str]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        for line in human:
+            click.echo(line)
+
+
+def note(as_json: bool, text: str) -> None:
+    """A human note on stderr (not with --json)."""
+    if not as_json:
+        click.echo(text, err=True)
+
+
+def summary(stats: Stats) -> str:
+    parts = [
+        f"{stats.blobs_uploaded} blob(s) uploaded",
+        f"{stats.blobs_mounted} mounted",
+        f"{stats.blobs_skipped} already there",
+        f"{stats.manifests_pushed} manifest(s) pushed",
+    ]
+    if stats.manifests_skipped:
+        parts.append(f"{stats.manifests_skipped} already there")
+    return ", ".join(parts)
+
+
+class TransferBars:
+    """Progress bars (rich) on stderr, only when stdout is a terminal and not with --json."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stdout.isatty() and sys.stderr.isatty()
+        self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> TransferBars:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TransferSpeedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if self._progress is None:
+            return
+        key = str(event.digest)
+        if event.kind == "start":
+            label = f"{event.digest.encoded[:12]}"
+            if key in self._tasks:
+                self._progress.reset(self._tasks[key], total=max(event.size, 0))
+            else:
+                self._tasks[key] = self._progress.add_task(label, total=max(event.size, 0))
+        elif event.kind == "advance" and key in self._tasks:
+            self._progress.advance(self._tasks[key], event.amount)
+        elif event.kind == "done" and key in self._tasks:
+            self._progress.remove_task(self._tasks.pop(key))
