@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import typing
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -150,24 +151,33 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _types() -> dict[str, tuple[type, bool]]:
+    """Each setting's type, and whether it may be None, from the dataclass's annotations."""
+    kinds: dict[str, tuple[type, bool]] = {}
+    for name, hint in typing.get_type_hints(Config).items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        kinds[name] = (args[0], True) if args else (hint, False)
+    return kinds
+
+
 def _coerce(name: str, value: Any) -> Any:
-    kind = str({f.name: f.type for f in fields(Config)}[name])
-    if kind.endswith(" | None"):
-        if value is None or value == "":
-            return None
-        kind = kind.removesuffix(" | None")
+    kind, optional = _types()[name]
+    if optional and (value is None or value == ""):
+        return None
     try:
-        if kind == "Path":
-            return Path(str(value))
-        if kind == "int":
-            return int(value)
-        if kind == "float":
+        if kind is bool:
+            text = str(value).lower()
+            if isinstance(value, bool) or text in _TRUE + _FALSE:
+                return value if isinstance(value, bool) else text in _TRUE
+            raise ValueError(value)
+        if kind is float:
             return parse_duration(value)
-        if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            return str(value).lower() in ("1", "true", "yes", "on")
-        return str(value)
+        if kind is int and isinstance(value, bool):
+            raise ValueError(value)
+        return kind(value if kind is not Path else str(value))
     except (TypeError, ValueError):
         raise ConfigError(f"{name}: cannot use {value!r}") from None
 
