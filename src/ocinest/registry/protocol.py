@@ -79,7 +79,8 @@ def _diagnose(exc: BaseException | None, message: str | None) -> tuple[int, str,
         if exc.args[1] == MAX_REQUEST_LINE:
             return 414, "request line too long", f"request line over {MAX_REQUEST_LINE} bytes"
         return 431, "request header too large", f"a header is over {MAX_HEADER} bytes"
-    text = " ".join((message or str(exc or "")).split())
+    # One line, without the parser's caret under the offending byte.
+    text = " ".join((message or str(exc or "")).split()).removesuffix(" ^")
     if text.startswith("Too many headers"):
         return 431, "too many request headers", f"more than {MAX_HEADERS} headers"
     return 400, "malformed HTTP request", text[:200]
