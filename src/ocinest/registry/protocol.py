@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +29,8 @@ from ocinest.registry.config import Config
 from ocinest.registry.observability import REQUESTS, JSONAccessLogger
 
 log = logging.getLogger("ocinest.registry")
+
+Handler = Callable[[BaseRequest], Awaitable[web.StreamResponse]]
 
 # Parser limits. The request line's differs from a header's so that a LineTooLong tells
 # which of the two was too long.
@@ -183,16 +186,16 @@ class Protocol(RequestHandler):
         return response
 
     def log_access(
-        self, request: BaseRequest, response: web.StreamResponse, time: float | None
+        self, request: BaseRequest, response: web.StreamResponse, start: float | None
     ) -> None:
         if response is not self._quiet:
-            super().log_access(request, response, time)
+            super().log_access(request, response, start)
 
 
 class Server(web.Server):
     """The connections of one process."""
 
-    def __init__(self, handler: Any, *, config: Config, **kwargs: Any) -> None:
+    def __init__(self, handler: Handler, *, config: Config, **kwargs: Any) -> None:
         super().__init__(self._track, **kwargs)
         self._handler = handler
         self.config = config
@@ -207,8 +210,7 @@ class Server(web.Server):
         if task not in self._busy:
             self._busy.add(task)
             task.add_done_callback(self._busy.discard)
-        response: web.StreamResponse = await self._handler(request)
-        return response
+        return await self._handler(request)
 
     def __call__(self) -> Protocol:
         return Protocol(
