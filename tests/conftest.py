@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -181,7 +182,8 @@ class Server:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}")
+                code, self.proc = self.proc.returncode, None
+                pytest.fail(f"server exited with {code} at start:\n{self.log_tail()}")
             try:
                 # Any answer will do: with auth on, /v2/ answers 401.
                 trust = ssl.create_default_context(cafile=str(self.ca)) if self.ca else True
@@ -189,13 +191,28 @@ class Server:
                 return
             except httpx.TransportError:
                 time.sleep(0.05)
-        raise RuntimeError("server did not start")
+        self.stop(signal.SIGKILL)
+        pytest.fail(f"server did not answer within 20 s of its start:\n{self.log_tail()}")
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=20)
-        self.proc = None
+    def log_tail(self) -> str:
+        return (self.data.parent / f"server-{self.port}.log").read_text(errors="replace")[-3000:]
+
+    def stop(self, sig: int = signal.SIGTERM, bound: float = 20) -> None:
+        """Signal the server and wait for it; one still running `bound` seconds later is
+        killed, with its workers, and the test fails."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=bound)
+        except subprocess.TimeoutExpired:
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            for pid in [proc.pid, *map(int, children)]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.wait()
+            pytest.fail(f"server still running {bound} s after signal {sig}; killed it")
 
     def kill(self) -> None:
         """SIGKILL: no cleanup at all, as in a crash."""

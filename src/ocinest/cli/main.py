@@ -44,6 +44,11 @@ main.add_command(fsck_command)
 )
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 @click.option(
+    "--shutdown-grace",
+    metavar="DURATION",
+    help="On SIGTERM/SIGINT, how long requests in flight may finish [default 10s].",
+)
+@click.option(
     "--htpasswd",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Basic auth: an htpasswd file of bcrypt hashes.",
@@ -73,6 +78,7 @@ def serve_command(
     workers: int | None,
     access_log: bool | None,
     log_level: str | None,
+    shutdown_grace: str | None,
     htpasswd: Path | None,
     policy: Path | None,
     token_key: Path | None,
@@ -88,6 +94,7 @@ def serve_command(
             workers=workers,
             access_log=access_log,
             log_level=log_level,
+            shutdown_grace=shutdown_grace,
             htpasswd=htpasswd,
             policy=policy,
             token_key=token_key,

@@ -9,14 +9,15 @@ import os
 import signal
 import ssl
 import sys
+import time
 
 from aiohttp import web
 
 from ocinest.registry.app import create_app
 from ocinest.registry.auth import Auth
 from ocinest.registry.config import Config, ConfigError
-from ocinest.registry.observability import JSONAccessLogger
 from ocinest.registry.policy import PolicyError
+from ocinest.registry.protocol import Runner
 from ocinest.registry.state import Registry
 
 log = logging.getLogger("ocinest.registry")
@@ -39,13 +40,7 @@ def scheme(config: Config) -> str:
 
 
 async def _run(config: Config, reuse_port: bool, announce: bool) -> None:
-    access = logging.getLogger("ocinest.access") if config.access_log else None
-    runner = web.AppRunner(
-        create_app(config),
-        access_log_class=JSONAccessLogger,
-        access_log=access,
-        handle_signals=False,
-    )
+    runner = Runner(create_app(config), config)
     await runner.setup()
     site = web.TCPSite(
         runner,
@@ -72,7 +67,18 @@ async def _run(config: Config, reuse_port: bool, announce: bool) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    began = loop.time()
+    # Refuse new connections, close idle ones, wait out the grace, cut, close the stores.
     await runner.cleanup()
+    assert runner.http is not None
+    cut = runner.http.cut
+    log.info(
+        "%s stopped in %.2f s; %s cut at the grace limit (%g s)",
+        "ocinest" if announce else f"worker {os.getpid()}",
+        loop.time() - began,
+        f"{cut} request{'' if cut == 1 else 's'}" if cut else "no request",
+        config.shutdown_grace,
+    )
 
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -113,6 +119,13 @@ def serve(config: Config) -> None:
         Auth.from_config(config)
     except (PolicyError, ValueError, TypeError) as exc:
         raise ConfigError(str(exc)) from None
+    if config.token_auth and config.token_realm is None:
+        log.warning(
+            "token_realm is not set: the Bearer realm in each challenge is built from the "
+            "request's Host header (%s://<Host>/auth/token); set token_realm (config file or "
+            "OCINEST_TOKEN_REALM) to the token endpoint's public URL",
+            scheme(config),
+        )
     config.data.mkdir(parents=True, exist_ok=True)
     if config.workers == 1:
         asyncio.run(_run(config, reuse_port=False, announce=True))
@@ -128,17 +141,27 @@ def serve(config: Config) -> None:
         config.workers,
         config.data.resolve(),
     )
-    stopping = False
+    stopping = 0.0  # when the stop began
 
     def stop(signum: int, frame: object) -> None:
         nonlocal stopping
-        stopping = True
-        for pid in workers:
+        if not stopping:
+            stopping = time.monotonic()
+            # A worker still running a little after its grace is killed.
+            signal.setitimer(signal.ITIMER_REAL, config.shutdown_grace + 1.5)
+        for pid in list(workers):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
+    def kill(signum: int, frame: object) -> None:
+        for pid in list(workers):
+            log.error("worker %d did not stop in time; killing it", pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
     for sig in STOP_SIGNALS:
         signal.signal(sig, stop)
+    signal.signal(signal.SIGALRM, kill)
     while workers:
         try:
             pid, status = os.wait()
@@ -148,3 +171,4 @@ def serve(config: Config) -> None:
         if not stopping:
             log.error("worker %d exited (status %d); starting another", pid, status)
             _spawn(config, workers)
+    log.info("ocinest stopped in %.2f s (%d workers)", time.monotonic() - stopping, config.workers)
