@@ -32,15 +32,24 @@ def sha256(data: bytes) -> str:
 
 
 _ports = itertools.count()
+# Loopback ports 20000-31999 (below the kernel's ephemeral range) in blocks of 500: each
+# pytest-xdist worker of a run takes its own block, and each run starts at a block of its own
+# (from xdist's run id, or the process id), so that parallel workers never pick the same port
+# and two test runs on one machine rarely do.
+_BLOCK, _BLOCKS = 500, 24
+
+
+def _port_block() -> int:
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    return (int(hashlib.sha256(run.encode()).hexdigest(), 16) + worker) % _BLOCKS
 
 
 def free_port() -> int:
-    """A free loopback port, from a range of this pytest-xdist worker's own (below the
-    kernel's ephemeral range), so that parallel workers never pick the same one."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    base = 20000 + int(worker or 0) * 2000
-    for _ in range(2000):
-        port = base + next(_ports) % 2000
+    """A free loopback port from this worker's own block (see above)."""
+    base = 20000 + _port_block() * _BLOCK
+    for _ in range(_BLOCK):
+        port = base + next(_ports) % _BLOCK
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
