@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ocinest.registry.auth import IDENTITY, Access, Auth
-from ocinest.registry.config import Config
+from ocinest.registry.config import Config, ConfigError
 from ocinest.storage.blobs import BlobStore
 from ocinest.storage.filesystem import FilesystemBlobStore
 from ocinest.storage.meta import MetaStore
@@ -25,19 +25,26 @@ class Registry:
     def open(cls, config: Config) -> Registry:
         """The stores and the authorities the configuration names."""
         data = config.data.resolve()
-        meta: MetaStore
-        # The scale-out stores are imported only when configured: they weigh on every start.
+        # The scale-out stores are imported only when configured: they weigh on every start,
+        # and their libraries are extras. Both imports come before any store opens.
         if config.metadata == "postgres":
-            from ocinest.storage.postgres import PostgresMetaStore
-
+            try:
+                from ocinest.storage.postgres import PostgresMetaStore
+            except ImportError as exc:
+                raise _missing_extra("metadata: postgres", "postgres", exc) from None
+        if config.storage == "s3":
+            try:
+                from ocinest.storage.s3 import S3BlobStore
+            except ImportError as exc:
+                raise _missing_extra("storage: s3", "s3", exc) from None
+        meta: MetaStore
+        if config.metadata == "postgres":
             assert config.postgres_dsn is not None
             meta = PostgresMetaStore(config.postgres_dsn)
         else:
             meta = SQLiteMetaStore(data / "meta.db")
         blobs: BlobStore
         if config.storage == "s3":
-            from ocinest.storage.s3 import S3BlobStore
-
             assert config.s3_bucket is not None
             blobs = S3BlobStore(
                 config.s3_bucket,
@@ -56,6 +63,12 @@ class Registry:
     async def close(self) -> None:
         await self.meta.close()
         self.blobs.close()
+
+
+def _missing_extra(setting: str, extra: str, exc: ImportError) -> ConfigError:
+    return ConfigError(
+        f"{setting} needs the {extra} extra: pip install 'ocinest[{extra}]' ({exc})"
+    )
 
 
 REGISTRY = web.AppKey("registry", Registry)
