@@ -85,3 +85,15 @@ def test_serve_on_the_embedded_stores_needs_no_extra(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=20)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("command", ["gc", "fsck"])
+def test_operator_commands_without_the_extra_name_it(tmp_path: Path, command: str) -> None:
+    settings = {"metadata": "postgres", "postgres_dsn": "postgresql://127.0.0.1:1/x"}
+    done = subprocess.run(
+        ocinest(tmp_path, settings, command), capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode != 0
+    assert "metadata: postgres needs the postgres extra" in done.stderr
+    assert "pip install 'ocinest[postgres]'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -47,7 +47,10 @@ def _run(data: Path | None, config_file: Path | None, job: Callable[[Registry], 
         finally:
             await reg.close()
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except ConfigError as exc:  # e.g. a store whose extra is not installed
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command("gc")
