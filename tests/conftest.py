@@ -172,7 +172,11 @@ class Server:
         return f"{'https' if self.ca else 'http'}://{self.host}"
 
     def start(self) -> None:
-        log = open(self.data.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
+        path = self.data.parent / f"server-{self.port}.log"
+        log = open(path, "ab")  # noqa: SIM115
+        # Only an answer after this process said it listens is its own (another program may
+        # hold the port, in which case this one exits).
+        offset = log.tell()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -193,13 +197,18 @@ class Server:
             if self.proc.poll() is not None:
                 code, self.proc = self.proc.returncode, None
                 pytest.fail(f"server exited with {code} at start:\n{self.log_tail()}")
+            with open(path, "rb") as f:
+                f.seek(offset)
+                listening = b"listening on" in f.read()
             try:
-                # Any answer will do: with auth on, /v2/ answers 401.
-                trust = ssl.create_default_context(cafile=str(self.ca)) if self.ca else True
-                httpx.get(self.url + "/v2/", timeout=1, verify=trust)
-                return
+                if listening:
+                    # Any answer will do: with auth on, /v2/ answers 401.
+                    trust = ssl.create_default_context(cafile=str(self.ca)) if self.ca else True
+                    httpx.get(self.url + "/v2/", timeout=1, verify=trust)
+                    return
             except httpx.TransportError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         self.stop(signal.SIGKILL)
         pytest.fail(f"server did not answer within 20 s of its start:\n{self.log_tail()}")
 
