@@ -14,7 +14,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ocinest.oci.digest import Digest
-from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.names import validate_name
 from ocinest.oci.nested import TREE_ROUTE
 from ocinest.registry import blobs, gc, listing, manifests, nested, observability
@@ -86,7 +85,8 @@ _TABLE: list[tuple[str, str, dict[str, Method]]] = [
         {"GET": (manifests.get_referrers, PULL)},
     ),
 ]
-ROUTES = [(name, re.compile(pattern), methods) for name, pattern, methods in _TABLE]
+# DOTALL: a name or reference holding a newline reaches validation (NAME_INVALID, not 404).
+ROUTES = [(name, re.compile(pattern, re.DOTALL), methods) for name, pattern, methods in _TABLE]
 
 
 async def _authorize(
@@ -120,18 +120,14 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             continue
         request[observability.ROUTE] = route
         if request.method not in methods:
-            raise OCIError(
-                ErrorCode.UNSUPPORTED,
-                f"{request.method} is not supported here; allowed: {', '.join(methods)}",
-                headers={"Allow": ", ".join(methods)},
-            )
+            raise web.HTTPMethodNotAllowed(request.method, methods)
         handler, action = methods[request.method]
         params: dict[str, Any] = m.groupdict()
         if "name" in params:
             validate_name(params["name"])
         await _authorize(request, route, action, params)
         return await handler(request, **params)
-    raise OCIError(ErrorCode.UNSUPPORTED, f"no such endpoint: {path[:200]}", status=404)
+    raise web.HTTPNotFound()  # the error middleware answers both in OCI form
 
 
 async def token(request: web.Request) -> web.Response:
@@ -178,7 +174,7 @@ def create_app(config: Config) -> web.Application:
 
     app.cleanup_ctx.append(stores)
     app.router.add_route("*", "/v2", dispatch)
-    app.router.add_route("*", "/v2/{tail:.*}", dispatch)
+    app.router.add_route("*", "/v2/{tail:(?s:.*)}", dispatch)  # newlines included
     app.router.add_route("GET", "/auth/token", token)
     app.router.add_route("POST", "/auth/token", token)
     app.router.add_get("/metrics", observability.metrics)

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ocinest.oci.digest import Digest
@@ -54,10 +54,20 @@ def _created(name: str, digest: Digest) -> web.Response:
     )
 
 
-async def _body(request: web.Request) -> AsyncIterator[bytes]:
-    """The request body as it arrives; a broken transfer becomes an OCI error."""
+class _BodyLength(Exception):
+    """The body is longer or shorter than its Content-Range says."""
+
+
+async def _body(request: web.Request, length: int | None = None) -> AsyncIterator[bytes]:
+    """The request body as it arrives; a broken transfer becomes an OCI error. With the
+    `length` a Content-Range declares, a longer body fails before the chunk that overflows
+    is passed on, and a shorter one fails at its end."""
+    received = 0
     try:
         async for chunk in request.content.iter_any():
+            received += len(chunk)
+            if length is not None and received > length:
+                raise _BodyLength("is longer")
             yield chunk
     except (
         aiohttp.ClientPayloadError,
@@ -66,6 +76,8 @@ async def _body(request: web.Request) -> AsyncIterator[bytes]:
         ConnectionError,
     ) as exc:
         raise OCIError(ErrorCode.BLOB_UPLOAD_INVALID, f"request body broken off: {exc}") from None
+    if length is not None and received < length:
+        raise _BodyLength(f"is {received} bytes")
 
 
 # Blobs
@@ -77,44 +89,69 @@ async def get_blob(request: web.Request, name: str, digest: str) -> web.StreamRe
     size = await reg.meta.blob_size(name, d)
     if size is None:
         raise OCIError(ErrorCode.BLOB_UNKNOWN, f"blob {d} is not in {name}")
-    headers = {"Docker-Content-Digest": str(d), "Content-Type": "application/octet-stream"}
-    if request.method == "HEAD":
+    headers = {
+        "Docker-Content-Digest": str(d),
+        "Content-Type": "application/octet-stream",
+        "Accept-Ranges": "bytes",
+    }
+    if request.method == "HEAD":  # Range is defined for GET only (RFC 9110 14.2)
         headers["Content-Length"] = str(size)
-        headers["Accept-Ranges"] = "bytes"
         return web.Response(status=200, headers=headers)
     path = reg.blobs.local_path(d)
-    if path is not None:
-        return web.FileResponse(path, headers=headers)  # sendfile, with Range
+    if path is not None and hdrs.RANGE not in request.headers:
+        return web.FileResponse(path, headers=headers)  # sendfile
     url = reg.blobs.presigned_url(d)
     if url is not None:
         return web.Response(status=307, headers={**headers, "Location": url})
     return await _stream(request, reg, d, size, headers)
 
 
-_RANGE = re.compile(r"^bytes=([0-9]{0,19})-([0-9]{0,19})\Z")
+# One byte range: first-last, first- or -suffix (RFC 9110 14.1.2); 19 digits fit 64 bits.
+_BYTE_RANGE = re.compile(r"([0-9]{1,19})-([0-9]{0,19})|-([0-9]{1,19})", re.ASCII)
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The bytes [start, end) of a `size`-byte blob that a `Range` header asks for, or None
+    for the whole blob: no header, another unit, a header that is not valid, or several
+    ranges (a server may ignore Range, RFC 9110 14.2; this spares multipart answers).
+    A valid but unsatisfiable range is RANGE_INVALID (416)."""
+    if header is None:
+        return None
+    unit, _, ranges = header.partition("=")
+    specs = [spec.strip() for spec in ranges.split(",") if spec.strip()]
+    if unit.strip().lower() != "bytes" or len(specs) != 1:
+        return None
+    m = _BYTE_RANGE.fullmatch(specs[0])
+    if m is None:
+        return None
+    first, last, suffix = m.groups()
+    if suffix is not None:
+        if size == 0 and int(suffix) > 0:
+            return None  # satisfiable, but an empty blob has no byte range to name
+        start, end = max(size - int(suffix), 0), size
+    else:
+        if last and int(last) < int(first):
+            return None  # invalid, so ignored
+        start, end = int(first), min(int(last) + 1, size) if last else size
+    if start >= end:
+        raise OCIError(
+            ErrorCode.RANGE_INVALID,
+            f"range {header[:100]!r} selects none of the blob's {size} bytes",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    return start, end
 
 
 async def _stream(
     request: web.Request, reg: Registry, digest: Digest, size: int, headers: dict[str, str]
 ) -> web.StreamResponse:
-    """The blob from a remote store, whole or one `Range`."""
+    """The blob through the store's read, whole or the one range asked for."""
     start, end, status = 0, size, 200
-    m = _RANGE.match(request.headers.get("Range", "").replace(" ", ""))
-    if m and (m.group(1) or m.group(2)):
-        if m.group(1):
-            start = int(m.group(1))
-            end = min(int(m.group(2)) + 1, size) if m.group(2) else size
-        else:
-            start = max(size - int(m.group(2)), 0)
-        if start >= end:
-            raise OCIError(
-                ErrorCode.RANGE_INVALID,
-                f"range {request.headers['Range']!r} is outside the blob's {size} bytes",
-                headers={"Content-Range": f"bytes */{size}"},
-            )
-        status = 206
+    span = _byte_range(request.headers.get(hdrs.RANGE), size)
+    if span is not None:
+        (start, end), status = span, 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    response = web.StreamResponse(status=status, headers={**headers, "Accept-Ranges": "bytes"})
+    response = web.StreamResponse(status=status, headers=headers)
     response.content_length = end - start
     await response.prepare(request)
     async for chunk in reg.blobs.read(digest, start, end):
@@ -207,8 +244,9 @@ async def _session(reg: Registry, name: str, upload_id: str) -> int:
 
 
 async def _append(request: web.Request, reg: Registry, name: str, upload_id: str, size: int) -> int:
-    """Append the request body to the upload, at the start its Content-Range gives."""
-    offset = size
+    """Append the request body to the upload, at the start its Content-Range gives; a body
+    of another length than that range is refused, the answer's Range what the upload holds."""
+    offset, length = size, None
     header = request.headers.get("Content-Range")
     if header is not None:
         m = _CONTENT_RANGE.match(header.strip())
@@ -228,12 +266,19 @@ async def _append(request: web.Request, reg: Registry, name: str, upload_id: str
                 headers=_upload_headers(name, upload_id, size),
             )
     try:
-        return await reg.blobs.append(upload_id, offset, _body(request))
+        return await reg.blobs.append(upload_id, offset, _body(request, length))
     except UploadOffsetMismatch as exc:
         raise OCIError(
             ErrorCode.RANGE_INVALID,
             f"chunk starts at {offset}, but the upload holds {exc.size} bytes",
             headers=_upload_headers(name, upload_id, exc.size),
+        ) from None
+    except _BodyLength as exc:
+        held = await reg.blobs.upload_size(upload_id)
+        raise OCIError(
+            ErrorCode.RANGE_INVALID,
+            f"Content-Range {header!r} is {length} bytes, but the body {exc}",
+            headers=_upload_headers(name, upload_id, size if held is None else held),
         ) from None
 
 

@@ -1,11 +1,11 @@
-"""Turning errors into OCI error responses; nothing escapes as a traceback."""
+"""Turning errors into OCI error responses; nothing escapes as a traceback or as text/plain."""
 
 from __future__ import annotations
 
 import json
 import logging
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from ocinest.oci.errors import ErrorCode, ErrorDetail, OCIError
@@ -22,6 +22,15 @@ from ocinest.storage.errors import (
 )
 
 log = logging.getLogger("ocinest.registry")
+
+# The OCI code of an HTTP error by its status; any other is UNSUPPORTED (as 404 and 405 are).
+_HTTP_CODES = {
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.DENIED,
+    413: ErrorCode.SIZE_INVALID,
+    416: ErrorCode.RANGE_INVALID,
+    429: ErrorCode.TOOMANYREQUESTS,
+}
 
 
 def storage_error(exc: StorageError) -> OCIError:
@@ -47,10 +56,10 @@ def storage_error(exc: StorageError) -> OCIError:
         return OCIError.many([ErrorDetail(ErrorCode.DENIED, str(exc), str(exc))], status=409)
     if isinstance(exc, UploadOffsetMismatch):
         return OCIError(ErrorCode.RANGE_INVALID, str(exc))
-    return OCIError(_CODES[type(exc)], str(exc))
+    return OCIError(_STORAGE_CODES[type(exc)], str(exc))
 
 
-_CODES: dict[type[StorageError], ErrorCode] = {
+_STORAGE_CODES: dict[type[StorageError], ErrorCode] = {
     BlobUnknown: ErrorCode.BLOB_UNKNOWN,
     ManifestUnknown: ErrorCode.MANIFEST_UNKNOWN,
     UploadUnknown: ErrorCode.BLOB_UPLOAD_UNKNOWN,
@@ -65,6 +74,22 @@ def error_response(request: web.Request, err: OCIError) -> web.Response:
     return web.Response(status=err.status, body=body, headers=headers)
 
 
+def _oci_error(request: web.Request, exc: web.HTTPError) -> OCIError:
+    """An HTTP error that aiohttp (no such route, method not allowed, body too large...) or a
+    route raised, as an OCI error of the same status, keeping headers such as Allow."""
+    if isinstance(exc, web.HTTPNotFound):
+        detail = f"no such endpoint: {request.path[:200]}"
+    elif isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        detail = f"{request.method} is not supported here; allowed: {allowed}"
+    else:
+        detail = exc.text or exc.reason
+    body_headers = (hdrs.CONTENT_TYPE.lower(), hdrs.CONTENT_LENGTH.lower())
+    headers = {k: v for k, v in exc.headers.items() if k.lower() not in body_headers}
+    code = _HTTP_CODES.get(exc.status, ErrorCode.UNSUPPORTED)
+    return OCIError(code, detail, status=exc.status, headers=headers)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -73,8 +98,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(request, err)
     except StorageError as err:
         return error_response(request, storage_error(err))
+    except web.HTTPError as exc:
+        return error_response(request, _oci_error(request, exc))
     except web.HTTPException:
-        raise
+        raise  # redirects, 304 and the like are answers, not errors
     except ConnectionError as exc:
         # The client went away mid-request: the answer will likely reach no one.
         log.info("client disconnected: %s %s", request.method, request.path)
