@@ -141,6 +141,8 @@ class Server:
     # The CA that signed the server's certificate, when it serves TLS.
     ca: Path | None = None
     settings: dict[str, object] = field(default_factory=dict)
+    # Whether it ever started: only a first start may move to another port.
+    started: bool = False
 
     def __post_init__(self) -> None:
         self.settings = {"data": str(self.data), **backend_settings(), **self.settings}
@@ -196,6 +198,12 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 code, self.proc = self.proc.returncode, None
+                if not self.started and "address already in use" in self.log_tail():
+                    # Another program took the port since free_port() saw it free: a first
+                    # start may move to another (a restart keeps its port).
+                    self.port = free_port()
+                    self._write_config()
+                    return self.start()
                 pytest.fail(f"server exited with {code} at start:\n{self.log_tail()}")
             with open(path, "rb") as f:
                 f.seek(offset)
@@ -205,6 +213,7 @@ class Server:
                     # Any answer will do: with auth on, /v2/ answers 401.
                     trust = ssl.create_default_context(cafile=str(self.ca)) if self.ca else True
                     httpx.get(self.url + "/v2/", timeout=1, verify=trust)
+                    self.started = True
                     return
             except httpx.TransportError:
                 pass

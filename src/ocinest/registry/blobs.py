@@ -17,7 +17,7 @@ from ocinest.oci.digest import Digest
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.names import validate_name
 from ocinest.registry.state import Registry, access, registry
-from ocinest.storage.errors import UploadOffsetMismatch
+from ocinest.storage.errors import ChunkRefused, UploadOffsetMismatch
 from ocinest.storage.meta import Upload
 
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
@@ -54,7 +54,7 @@ def _created(name: str, digest: Digest) -> web.Response:
     )
 
 
-class _BodyLength(Exception):
+class _BodyLength(ChunkRefused):
     """The body is longer or shorter than its Content-Range says."""
 
 

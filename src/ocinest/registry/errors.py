@@ -11,6 +11,7 @@ from aiohttp.typedefs import Handler
 from ocinest.oci.errors import ErrorCode, ErrorDetail, OCIError
 from ocinest.storage.errors import (
     BlobUnknown,
+    ChunkRefused,
     DigestMismatch,
     ManifestReferenced,
     ManifestUnknown,
@@ -65,6 +66,7 @@ _STORAGE_CODES: dict[type[StorageError], ErrorCode] = {
     UploadUnknown: ErrorCode.BLOB_UPLOAD_UNKNOWN,
     UploadComplete: ErrorCode.BLOB_UPLOAD_INVALID,
     DigestMismatch: ErrorCode.DIGEST_INVALID,
+    ChunkRefused: ErrorCode.RANGE_INVALID,
 }
 
 

@@ -38,7 +38,8 @@ class BlobStore(Protocol):
         """Append `chunks` at `offset`; durable when it returns the upload's new size.
 
         Raises `UploadOffsetMismatch` when `offset` is not the upload's size, `UploadUnknown`
-        when the upload does not exist.
+        when the upload does not exist. When `chunks` raises `ChunkRefused`, nothing of this
+        call is kept.
         """
 
     async def verify(self, upload_id: str, digest: Digest) -> int:

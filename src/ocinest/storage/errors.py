@@ -38,6 +38,12 @@ class UploadOffsetMismatch(StorageError):
         self.size = size
 
 
+class ChunkRefused(StorageError):
+    """Raised by the chunk source of an `append` to refuse the chunk as a whole (say, a body
+    longer than its declared range): the store drops what that append wrote, so the upload is
+    as it was before the call."""
+
+
 class DigestMismatch(StorageError):
     """An upload's content does not have the digest it was finished with."""
 

@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ocinest.oci.digest import CANONICAL, Digest, Hasher, new_hasher
-from ocinest.storage.errors import DigestMismatch, UploadOffsetMismatch, UploadUnknown
+from ocinest.storage.errors import (
+    ChunkRefused,
+    DigestMismatch,
+    UploadOffsetMismatch,
+    UploadUnknown,
+)
 
 T = TypeVar("T")
 
@@ -119,7 +124,11 @@ class FilesystemBlobStore:
                 progress = None
             self._progress.pop(upload_id, None)
             hasher = progress.hasher if progress else None
-            written = await self._write_all(fd, hasher, chunks)
+            try:
+                written = await self._write_all(fd, hasher, chunks)
+            except ChunkRefused:
+                await self._run(os.ftruncate, fd, size)
+                raise
             await self._run(os.fsync, fd)
             if hasher is not None:
                 self._progress[upload_id] = _Progress(hasher, size + written)
