@@ -39,6 +39,7 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return doc
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=_object)
 # A \u escape of a UTF-16 surrogate: only then can a string hold an unpaired one.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
@@ -56,7 +57,7 @@ def parse_json(raw: bytes) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _NotJSON(f"it is not UTF-8 (byte {exc.start}: {exc.reason})") from None
-    doc = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_object)
+    doc = _DECODER.decode(text)
     if _SURROGATE_ESCAPE.search(raw):
         try:
             json.dumps(doc, ensure_ascii=False).encode("utf-8")
