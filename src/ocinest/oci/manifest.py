@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -17,6 +18,52 @@ MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 
 def _invalid(detail: str) -> OCIError:
     return OCIError(ErrorCode.MANIFEST_INVALID, detail)
+
+
+class _NotJSON(ValueError):
+    """Input Python's json module takes but RFC 8259 does not."""
+
+
+def _no_constant(name: str) -> object:
+    raise _NotJSON(f"{name} is not a JSON number")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _NotJSON(f"duplicate key {key[:200]!r}")
+            seen.add(key)
+    return doc
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=_object)
+# A \u escape of a UTF-16 surrogate: only then can a string hold an unpaired one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def parse_json(raw: bytes) -> Any:
+    """`raw` as RFC 8259 JSON: UTF-8 without a byte order mark, no NaN or Infinity, no
+    duplicate keys in any object and no unpaired surrogate in any string (where Python's
+    json module takes all of these, and duplicates make parsers disagree on which value
+    counts). Raises ValueError saying what is wrong."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise _NotJSON("it starts with a byte order mark (JSON is UTF-8 without one)")
+    if b"\0" in raw:  # never in JSON text; UTF-16 and UTF-32 are full of them
+        raise _NotJSON("it holds NUL bytes (JSON is UTF-8, not UTF-16 or UTF-32)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _NotJSON(f"it is not UTF-8 (byte {exc.start}: {exc.reason})") from None
+    doc = _DECODER.decode(text)
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise _NotJSON("a string holds an unpaired UTF-16 surrogate escape") from None
+    return doc
 
 
 @dataclass(frozen=True)
@@ -110,7 +157,7 @@ def parse_manifest(raw: bytes, content_type: str | None, digest: Digest | None =
             status=413,
         )
     try:
-        doc = json.loads(raw)
+        doc = parse_json(raw)
     except (ValueError, RecursionError) as exc:
         raise _invalid(f"manifest is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):

@@ -177,10 +177,22 @@ async def start_upload(request: web.Request, name: str) -> web.Response:
             return _created(name, mounted)
     elif "digest" in query:
         return await _monolithic(request, reg, name, Digest.parse(query["digest"]))
+    upload_id = await _new_session(reg, name)
+    return web.Response(status=202, headers=_upload_headers(name, upload_id, 0))
+
+
+async def _new_session(reg: Registry, name: str) -> str:
+    """A new upload session of `name`: its data, then its row. Every upload has one, so
+    that data without a row is only ever a session being made (for the moment between the
+    two) or debris of a crash, which gc tells apart by age."""
     upload_id = str(uuid.uuid4())
     await reg.blobs.start_upload(upload_id)
-    await reg.meta.create_upload(Upload(upload_id, name, time.time()))
-    return web.Response(status=202, headers=_upload_headers(name, upload_id, 0))
+    try:
+        await reg.meta.create_upload(Upload(upload_id, name, time.time()))
+    except BaseException:
+        await reg.blobs.abort(upload_id)
+        raise
+    return upload_id
 
 
 async def _mount(
@@ -209,12 +221,13 @@ async def _mount(
 async def _monolithic(
     request: web.Request, reg: Registry, name: str, digest: Digest
 ) -> web.Response:
-    upload_id = str(uuid.uuid4())
-    await reg.blobs.start_upload(upload_id)
+    upload_id = await _new_session(reg, name)
     try:
         await reg.blobs.append(upload_id, 0, _body(request))
         await _commit(reg, name, upload_id, digest)
     except BaseException:
+        # The row first, as in a cancel: a crash in between leaves only data, which gc removes.
+        await reg.meta.delete_upload(upload_id)
         await reg.blobs.abort(upload_id)
         raise
     return _created(name, digest)

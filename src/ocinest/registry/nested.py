@@ -1,12 +1,17 @@
 """The nested extension's tree endpoint: `GET /v2/<name>/_ocinest/tree/<reference>`.
 
 The whole resolved tree in one request, answered from the metadata store with one query per
-level of the tree.
+level of the tree. Each distinct manifest is parsed once per request however often the tree
+names it, and the answer is bounded in depth, nodes and bytes: its size is counted while it
+is built, so an answer past `tree_max_bytes` is refused before it is ever made. Parsing and
+serializing run off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -14,36 +19,154 @@ from aiohttp import web
 from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest
 from ocinest.oci.errors import ErrorCode, OCIError
-from ocinest.oci.manifest import NESTED_ANNOTATION
 from ocinest.oci.names import is_tag
-from ocinest.oci.nested import DISCOVERY_HEADERS
+from ocinest.oci.nested import DISCOVERY_HEADERS, NESTED_ANNOTATION
+from ocinest.registry.config import Config
 from ocinest.registry.listing import count_param
 from ocinest.registry.state import registry
+from ocinest.storage.meta import ManifestNode
 
 NESTED_HEADER = DISCOVERY_HEADERS
 
 Node = dict[str, Any]
+Key = tuple[str, str]  # (repository, digest)
 
 
-def _children(node: Node, doc: dict[str, Any]) -> list[Node]:
-    children = []
-    for desc in doc.get("manifests", []):
-        annotations = desc.get("annotations") or {}
-        child_path = annotations.get(NESTED_ANNOTATION)
-        repository = (
-            node["repository"] if child_path is None else f"{node['repository']}/{child_path}"
+def _node(
+    repository: str,
+    digest: str,
+    media_type: str | None = None,
+    size: int | None = None,
+    artifact_type: str | None = None,
+    platform: object = None,
+) -> Node:
+    """A node as its parent's descriptor gives it, in the answer's order of fields."""
+    return {
+        "repository": repository,
+        "digest": digest,
+        "mediaType": media_type,
+        "size": size,
+        "artifactType": artifact_type,
+        "platform": platform,
+        "annotations": {},
+        "referrers": 0,
+        "children": [],
+    }
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """What the tree shows of one stored manifest."""
+
+    media_type: str
+    size: int
+    artifact_type: str | None
+    annotations: dict[str, Any]
+    annotations_bytes: int  # of the annotations, serialized
+    referrers: int
+    children: list[Node]  # as the index's descriptors give them
+
+    @classmethod
+    def of(cls, info: ManifestNode) -> _Parsed:
+        doc = json.loads(info.content)
+        annotations = doc.get("annotations") or {}
+        children = []
+        if info.media_type in mt.INDEXES:
+            for desc in doc.get("manifests", []):
+                child_path = (desc.get("annotations") or {}).get(NESTED_ANNOTATION)
+                repository = (
+                    info.repository if child_path is None else f"{info.repository}/{child_path}"
+                )
+                children.append(
+                    _node(
+                        repository,
+                        desc["digest"],
+                        desc["mediaType"],
+                        desc["size"],
+                        desc.get("artifactType"),
+                        desc.get("platform"),
+                    )
+                )
+        return cls(
+            info.media_type,
+            info.size,
+            doc.get("artifactType"),
+            annotations,
+            len(json.dumps(annotations)),
+            info.referrers,
+            children,
         )
-        children.append(
-            {
-                "repository": repository,
-                "digest": desc["digest"],
-                "mediaType": desc["mediaType"],
-                "size": desc["size"],
-                "artifactType": desc.get("artifactType"),
-                "platform": desc.get("platform"),
-            }
-        )
-    return children
+
+
+class _Tree:
+    """One request's tree, built level by level, with its bounds counted as it grows."""
+
+    def __init__(self, config: Config, what: str, depth_limit: int, explicit_depth: bool) -> None:
+        self.config = config
+        self.what = what
+        self.depth_limit = depth_limit
+        self.explicit_depth = explicit_depth
+        self.parsed: dict[Key, _Parsed | None] = {}  # None: not in the store
+        self.nodes = 1
+        self.bytes = 0  # of the answer so far, exactly as json.dumps writes it
+
+    def _too_large(self, bound: str) -> OCIError:
+        return OCIError(ErrorCode.TREE_TOO_LARGE, f"the tree of {self.what} {bound}")
+
+    def expand(self, level: list[Node], found: dict[Key, ManifestNode], depth: int) -> list[Node]:
+        """Fill in the nodes of `level` from their manifests; returns the level below."""
+        for key in {(n["repository"], n["digest"]) for n in level} - self.parsed.keys():
+            info = found.get(key)
+            self.parsed[key] = None if info is None else _Parsed.of(info)
+        below: list[Node] = []
+        for node in level:
+            parsed = self.parsed[(node["repository"], node["digest"])]
+            if parsed is None:
+                node["missing"] = True  # a sparse descriptor whose target was never pushed
+            else:
+                node.update(
+                    mediaType=parsed.media_type,
+                    size=parsed.size,
+                    # The descriptor's, else the manifest's own field (no config fallback).
+                    artifactType=node["artifactType"] or parsed.artifact_type,
+                    annotations=parsed.annotations,
+                    referrers=parsed.referrers,
+                )
+                below += self._children(node, parsed, depth)
+            self._count(node, parsed)
+        return below
+
+    def _children(self, node: Node, parsed: _Parsed, depth: int) -> list[Node]:
+        if not parsed.children:
+            return []
+        if depth == self.depth_limit:
+            if not self.explicit_depth:
+                raise self._too_large(
+                    f"is deeper than {self.depth_limit} levels (tree_max_depth); "
+                    "ask for less with ?depth=N"
+                )
+            node["truncated"] = True
+            return []
+        self.nodes += len(parsed.children)
+        if self.nodes > self.config.tree_max_nodes:
+            raise self._too_large(
+                f"has more than {self.config.tree_max_nodes} nodes (tree_max_nodes)"
+            )
+        children = [dict(child) for child in parsed.children]
+        node["children"] = children
+        return children
+
+    def _count(self, node: Node, parsed: _Parsed | None) -> None:
+        """Add the node's own bytes: all but its children, each counted on its own level,
+        and the ", " between them."""
+        empty = {**node, "annotations": {}, "children": []}
+        self.bytes += len(json.dumps(empty)) - 2 + (parsed.annotations_bytes if parsed else 2)
+        self.bytes += 2 * max(len(node["children"]) - 1, 0)
+        if self.bytes > self.config.tree_max_bytes:
+            raise self._too_large(
+                f"takes more than {self.config.tree_max_bytes} bytes (tree_max_bytes); "
+                "ask for less with ?depth=N"
+            )
 
 
 async def get_tree(request: web.Request, name: str, reference: str) -> web.Response:
@@ -61,53 +184,19 @@ async def get_tree(request: web.Request, name: str, reference: str) -> web.Respo
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers=headers)
 
-    depth_limit = count_param(request, "depth", config.tree_max_depth)
-    explicit_depth = "depth" in request.query
-    root: Node = {
-        "repository": root_manifest.repository,
-        "digest": root_manifest.digest,
-        "platform": None,
-        "artifactType": None,
-    }
+    tree = _Tree(
+        config,
+        f"{name}:{reference}",
+        count_param(request, "depth", config.tree_max_depth),
+        "depth" in request.query,
+    )
+    root = _node(root_manifest.repository, root_manifest.digest)
     level = [root]
-    count = 1
     depth = 0
     while level:
-        found = await reg.meta.manifest_nodes(list({(n["repository"], n["digest"]) for n in level}))
-        below: list[Node] = []
-        for node in level:
-            info = found[(node["repository"], node["digest"])]
-            doc = json.loads(info.content)
-            node.update(
-                mediaType=info.media_type,
-                size=info.size,
-                # The descriptor's, else the manifest's own field (no config fallback).
-                artifactType=node["artifactType"] or doc.get("artifactType"),
-                annotations=doc.get("annotations") or {},
-                referrers=info.referrers,
-                children=[],
-            )
-            if info.media_type not in mt.INDEXES:
-                continue
-            children = _children(node, doc)
-            if children and depth == depth_limit:
-                if not explicit_depth:
-                    raise OCIError(
-                        ErrorCode.TREE_TOO_LARGE,
-                        f"the tree of {name}:{reference} is deeper than {depth_limit} levels "
-                        "(tree_max_depth); ask for less with ?depth=N",
-                    )
-                node["truncated"] = True
-                continue
-            node["children"] = children
-            below.extend(children)
-        count += len(below)
-        if count > config.tree_max_nodes:
-            raise OCIError(
-                ErrorCode.TREE_TOO_LARGE,
-                f"the tree of {name}:{reference} has more than {config.tree_max_nodes} nodes "
-                "(tree_max_nodes)",
-            )
-        level = below
+        wanted = {(n["repository"], n["digest"]) for n in level} - tree.parsed.keys()
+        found = await reg.meta.manifest_nodes(sorted(wanted))
+        level = await asyncio.to_thread(tree.expand, level, found, depth)
         depth += 1
-    return web.json_response(root, headers=headers)
+    body = await asyncio.to_thread(lambda: json.dumps(root).encode())
+    return web.Response(body=body, content_type="application/json", headers=headers)

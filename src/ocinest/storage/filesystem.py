@@ -204,8 +204,12 @@ class FilesystemBlobStore:
         # the upload keeps its data.
         target = self._blob_path(digest)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):  # the same content, verified before
+        try:
             os.link(self._upload_path(upload_id), target)
+        except FileExistsError:
+            pass  # the same content, verified before
+        except FileNotFoundError:
+            raise UploadUnknown(upload_id) from None
         _fsync_dir(target.parent)
 
     def delete(self, digest: Digest) -> None:
@@ -218,16 +222,29 @@ class FilesystemBlobStore:
         for algorithm_dir in self._blobs.iterdir():
             for shard in algorithm_dir.iterdir():
                 for entry in os.scandir(shard):
-                    st = entry.stat()
-                    yield f"{algorithm_dir.name}:{entry.name}", st.st_size, st.st_mtime
+                    st = _stat(entry)
+                    if st is not None:
+                        yield f"{algorithm_dir.name}:{entry.name}", st.st_size, st.st_mtime
 
     def stale_uploads(self, before: float) -> list[str]:
-        return [e.name for e in os.scandir(self._uploads) if e.stat().st_mtime < before]
+        return [
+            e.name
+            for e in os.scandir(self._uploads)
+            if (st := _stat(e)) is not None and st.st_mtime < before
+        ]
 
     async def abort(self, upload_id: str) -> None:
         self._progress.pop(upload_id, None)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._upload_path(upload_id))
+
+
+def _stat(entry: os.DirEntry[str]) -> os.stat_result | None:
+    """The entry's status, or None when it went away since the directory was listed."""
+    try:
+        return entry.stat()
+    except FileNotFoundError:
+        return None
 
 
 def _hash_file(path: Path, algorithm: str) -> str:

@@ -280,11 +280,16 @@ class S3BlobStore:
     def publish(self, upload_id: str, digest: Digest) -> None:
         # A server-side copy, not a move: should the metadata transaction around it not
         # commit, the upload keeps its data.
-        self._s3.copy(
-            {"Bucket": self._bucket, "Key": self._upload_key(upload_id, "data")},
-            self._bucket,
-            self._blob_key(digest),
-        )
+        try:
+            self._s3.copy(
+                {"Bucket": self._bucket, "Key": self._upload_key(upload_id, "data")},
+                self._bucket,
+                self._blob_key(digest),
+            )
+        except ClientError as exc:
+            if _missing(exc):
+                raise UploadUnknown(upload_id) from None
+            raise
 
     def delete(self, digest: Digest) -> None:
         self._s3.delete_object(Bucket=self._bucket, Key=self._blob_key(digest))

@@ -1,0 +1,155 @@
+"""The tree endpoint is bounded in bytes as well as nodes: an index naming one large child
+thousands of times cannot make an answer many times the size of what is stored, nor stall
+the server while it is refused."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import (
+    OCI_INDEX,
+    Server,
+    error_codes,
+    free_port,
+    push_image,
+    sha256,
+)
+from tests.integration.test_nested import descriptor, index, nested, push_index
+
+ANNOTATION = 300_000
+REPEATS = 3_000
+
+
+def peak_rss(server: Server) -> int:
+    """The server process's peak resident memory, in bytes (Linux)."""
+    assert server.proc is not None
+    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+
+def test_one_child_named_thousands_of_times(server: Server, client: httpx.Client) -> None:
+    child, child_body = push_image(client, "amp/c", annotations={"big": "x" * ANNOTATION})
+    parent = index(*[nested(child, child_body, "c") for _ in range(REPEATS)])
+    assert push_index(client, "amp", "wide", parent).status_code == 201
+    stored = len(parent) + len(child_body)
+    before = peak_rss(server)
+
+    answers: list[httpx.Response] = []
+
+    def attack() -> None:
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            answers.append(c.get("/v2/amp/_ocinest/tree/wide"))
+
+    attackers = [threading.Thread(target=attack) for _ in range(8)]
+    for t in attackers:
+        t.start()
+    # The server keeps answering while the attack runs.
+    health = 0
+    with httpx.Client(base_url=server.url, timeout=5) as c:
+        while any(t.is_alive() for t in attackers):
+            assert c.get("/healthz").status_code == 200
+            health += 1
+    for t in attackers:
+        t.join()
+    assert health > 0
+    assert len(answers) == 8
+    for r in answers:
+        assert r.status_code == 413, r.text[:200]
+        assert r.headers["Content-Type"].startswith("application/json")
+        assert error_codes(r) == ["TREE_TOO_LARGE"]
+        detail = r.json()["errors"][0]["detail"]
+        assert "amp:wide" in detail and f"{16 << 20} bytes (tree_max_bytes)" in detail
+    # Eight refusals did not each build the ~900 MB answer: memory grew by far less than
+    # one such answer (or even 16 MiB per request plus what is stored, many times over).
+    grown = peak_rss(server) - before
+    assert grown < 400 << 20, f"peak RSS grew by {grown >> 20} MiB ({stored} bytes stored)"
+    # A shallow look is still possible, and small.
+    r = client.get("/v2/amp/_ocinest/tree/wide", params={"depth": 0})
+    assert r.status_code == 200
+    assert r.json()["truncated"] is True and r.json()["children"] == []
+
+
+def tree_of_three(client: httpx.Client) -> httpx.Response:
+    """Push t -> (t/a, t/b -> (two platform images)); its tree's answer."""
+    a, a_body = push_image(client, "t/a", annotations={"note": "é" * 50})
+    amd = push_image(client, "t/b")
+    arm = push_image(client, "t/b")
+    b = index(
+        descriptor(*amd, platform={"architecture": "amd64", "os": "linux"}),
+        descriptor(*arm, platform={"architecture": "arm64", "os": "linux"}),
+    )
+    assert push_index(client, "t/b", "latest", b).status_code == 201
+    top = index(nested(a, a_body, "a"), nested(sha256(b), b, "b", OCI_INDEX))
+    assert push_index(client, "t", "v1", top).status_code == 201
+    r = client.get("/v2/t/_ocinest/tree/v1")
+    assert r.status_code == 200
+    return r
+
+
+def test_the_byte_bound_is_the_size_of_the_answer(server: Server, client: httpx.Client) -> None:
+    whole = tree_of_three(client)
+    size = len(whole.content)
+    etag = whole.headers["ETag"]
+    tree = whole.json()
+    assert [c["repository"] for c in tree["children"]] == ["t/a", "t/b"]
+    assert len(tree["children"][1]["children"]) == 2
+
+    # Exactly at the bound: the same answer, the same ETag and 304.
+    server.stop()
+    server.configure(tree_max_bytes=size)
+    server.start()
+    with httpx.Client(base_url=server.url) as c:
+        r = c.get("/v2/t/_ocinest/tree/v1")
+        assert r.status_code == 200
+        assert r.content == whole.content and r.headers["ETag"] == etag
+        assert c.get("/v2/t/_ocinest/tree/v1", headers={"If-None-Match": etag}).status_code == 304
+
+    # One byte less: refused, and a shallower look fits.
+    server.stop()
+    server.configure(tree_max_bytes=size - 1)
+    server.start()
+    with httpx.Client(base_url=server.url) as c:
+        r = c.get("/v2/t/_ocinest/tree/v1")
+        assert r.status_code == 413 and error_codes(r) == ["TREE_TOO_LARGE"]
+        assert f"more than {size - 1} bytes (tree_max_bytes)" in r.json()["errors"][0]["detail"]
+        # A conditional request needs no tree at all.
+        assert c.get("/v2/t/_ocinest/tree/v1", headers={"If-None-Match": etag}).status_code == 304
+        shallow = c.get("/v2/t/_ocinest/tree/v1", params={"depth": 1})
+        assert shallow.status_code == 200
+        assert shallow.json()["children"][1]["truncated"] is True
+
+
+def test_a_child_not_in_the_store_is_marked_missing(tmp_path: Path) -> None:
+    # What a sparse descriptor's target never pushed looks like, made here by taking the
+    # child's row out of the metadata behind the server's back (so: SQLite).
+    server = Server(tmp_path / "data", free_port(), settings={"metadata": "sqlite"})
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            gone, gone_body = push_image(client, "s/gone")
+            kept, kept_body = push_image(client, "s/kept")
+            top = index(nested(gone, gone_body, "gone"), nested(kept, kept_body, "kept"))
+            assert push_index(client, "s", "v1", top).status_code == 201
+            with sqlite3.connect(server.data / "meta.db") as db:
+                db.execute("DELETE FROM manifests WHERE digest = ?", (gone,))
+            deadline = time.monotonic() + 10
+            while client.get(f"/v2/s/gone/manifests/{gone}").status_code != 404:
+                assert time.monotonic() < deadline
+            r = client.get("/v2/s/_ocinest/tree/v1")
+            assert r.status_code == 200, r.text
+            missing, present = r.json()["children"]
+            assert missing["missing"] is True
+            assert (missing["digest"], missing["size"]) == (gone, len(gone_body))
+            assert missing["children"] == [] and missing["repository"] == "s/gone"
+            assert "missing" not in present
+            assert present["annotations"] == json.loads(kept_body).get("annotations", {})
+    finally:
+        server.stop()
