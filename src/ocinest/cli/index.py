@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ocinest.cli.options import (
+    CONCURRENCY_OPTION,
     JSON_OPTION,
     MODE_OPTION,
     TransferBars,
@@ -16,12 +17,14 @@ from ocinest.cli.options import (
     fail,
     note,
     options_from,
+    plural,
     reference_arg,
     run,
     summary,
 )
 from ocinest.client import BadReference, Client, Kind, RemoteRef, parse_remote
 from ocinest.client import ops as client_ops
+from ocinest.oci.nested import SET_ARTIFACT_TYPE
 
 
 @click.group("index")
@@ -47,7 +50,23 @@ def _child_argument(parent: RemoteRef, value: str) -> tuple[str, Any]:
     metavar="TAG",
     help="Also take every repository under the parent that has TAG (needs the catalog).",
 )
-@click.option("--artifact-type", help="The index's artifactType.")
+@click.option(
+    "--children-from",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Also take the children this file lists, one host/repo@digest a line, each under "
+    "PARENT (what `ko build --image-refs FILE` writes); the child path is the repository "
+    "below PARENT.",
+)
+@click.option(
+    "--platforms",
+    is_flag=True,
+    help="Build one multi-platform image: every child a single-platform image, platforms "
+    "distinct; the descriptors carry them, and the index no set artifactType.",
+)
+@click.option(
+    "--artifact-type",
+    help=f"The set's artifactType [default {SET_ARTIFACT_TYPE}].",
+)
 @click.option("--annotation", "annotations", multiple=True, metavar="KEY=VALUE")
 @click.option(
     "--result-file",
@@ -56,11 +75,14 @@ def _child_argument(parent: RemoteRef, value: str) -> tuple[str, Any]:
 )
 @MODE_OPTION
 @JSON_OPTION
+@CONCURRENCY_OPTION
 @connection_options
 def index_create(
     parent: str,
     children: tuple[str, ...],
     discover: str | None,
+    children_from: Path | None,
+    platforms: bool,
     artifact_type: str | None,
     annotations: tuple[str, ...],
     result_file: Path | None,
@@ -68,12 +90,13 @@ def index_create(
     as_json: bool,
     **kw: Any,
 ) -> None:
-    """Push an index to PARENT (host/repo:tag) pinning CHILD=REF children.
+    """Push an index to PARENT (host/repo[:tag]) pinning CHILD=REF children.
 
     Each child ends up in repository PARENT/CHILD: REF is any reference (host/repo:tag,
     host/repo@digest, oci:DIR:tag); a child that lives elsewhere is copied, with blobs mounted
     when on the same registry. REF may also be written :TAG or @DIGEST, relative to
-    PARENT/CHILD. Prints the pinned reference host/P@sha256:….
+    PARENT/CHILD. The index is a set (an artifactType, no platforms) unless --platforms.
+    Without a tag in PARENT it is pushed untagged. Prints the pinned reference host/P@sha256:….
     """
     options = options_from(kw)
     try:
@@ -81,6 +104,15 @@ def index_create(
     except BadReference as exc:
         fail(exc.message, int(Kind.USAGE))
     wanted = [_child_argument(parent_ref, c) for c in children]
+    if children_from is not None:
+        try:
+            text = children_from.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read {children_from}: {exc}", int(Kind.USAGE))
+        try:
+            wanted += client_ops.children_from_refs(parent_ref, text, str(children_from))
+        except BadReference as exc:
+            fail(exc.message, int(Kind.USAGE))
     try:
         annotation_map = client_ops.parse_annotations(annotations)
     except BadReference as exc:
@@ -95,6 +127,7 @@ def index_create(
                     wanted,
                     discover=discover,
                     mode=mode,
+                    platforms=platforms,
                     artifact_type=artifact_type,
                     annotations=annotation_map,
                     progress=bars,
@@ -126,8 +159,11 @@ def index_create(
         },
         [result.reference],
     )
+    shape = "multi-platform image" if platforms else "set"
     note(
         as_json,
-        f"index with {len(result.children)} children pushed ({result.mode} mode): "
-        + summary(result.stats),
+        f"{shape} of {plural(len(result.children), 'child', 'children')} pushed "
+        f"({result.mode} mode): " + summary(result.stats),
     )
+    if parent_ref.tag is None:
+        note(as_json, f"the index is untagged: only {result.reference} reaches it")

@@ -23,7 +23,10 @@ from ocinest.client.auth import Credentials, remove_credentials, store_credentia
 def login(
     host: str, username: str | None, password: str | None, password_stdin: bool, **kw: Any
 ) -> None:
-    """Check credentials against registry HOST and save them for later commands."""
+    """Check credentials against registry HOST and save them for later commands.
+
+    A registry that asks for no credentials gets none stored.
+    """
     auth_file: Path | None = kw.get("authfile")
     options = options_from(kw)
     host = host.removeprefix("https://").removeprefix("http://").rstrip("/")
@@ -44,11 +47,16 @@ def login(
     creds = Credentials(username or "", password or "")
     options.credentials[host] = creds
 
-    async def check() -> None:
+    async def asks_for_credentials() -> bool:
         async with Client(options) as client:
-            await client.registry(host).ping()
+            registry = client.registry(host)
+            await registry.ping()
+            # No Authorization for a request: the registry never challenged.
+            return await registry.transport.auth.authorization([]) is not None
 
-    run(check())
+    if not run(asks_for_credentials()):
+        click.echo(f"{host} does not ask for credentials; nothing stored")
+        return
     path = store_credentials(host, creds, auth_file)
     click.echo(f"Login succeeded; credentials for {host} saved in {path}")
 

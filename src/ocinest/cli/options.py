@@ -1,6 +1,6 @@
-"""What the client commands share: connection options, `--json` and `--mode`, running a
-command's coroutine (a `ClientError` becomes one line on stderr and its exit code), output, and
-progress bars."""
+"""What the client commands share: connection options, `--json`, `--mode` and `--concurrency`
+(each only on the commands it applies to), running a command's coroutine (a `ClientError`
+becomes one line on stderr and its exit code), output, and progress bars."""
 
 from __future__ import annotations
 
@@ -35,10 +35,19 @@ MODE_OPTION = click.option(
     "the parent repository by digest (any registry); auto: ask the registry.",
 )
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+# Only on the commands that transfer blobs.
+CONCURRENCY_OPTION = click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Blobs transferred in parallel.",
+)
 
 
 def connection_options(f: F) -> F:
-    """Options on how to reach registries, shared by every client command."""
+    """Options on how to reach registries, shared by every client command (`--concurrency`
+    is CONCURRENCY_OPTION, on the commands that transfer blobs)."""
     decorators = [
         click.option(
             "--plain-http",
@@ -59,13 +68,6 @@ def connection_options(f: F) -> F:
             "--authfile",
             type=click.Path(path_type=Path, dir_okay=False),
             help="Read credentials from this auth file first [env REGISTRY_AUTH_FILE].",
-        ),
-        click.option(
-            "--concurrency",
-            type=click.IntRange(1, 64),
-            default=4,
-            show_default=True,
-            help="Blobs transferred in parallel.",
         ),
     ]
     for decorator in reversed(decorators):
@@ -122,12 +124,17 @@ def note(as_json: bool, text: str) -> None:
         click.echo(text, err=True)
 
 
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """`1 blob`, `2 blobs` (`words`: the plural when it is not word + s)."""
+    return f"{count} {word if count == 1 else words or word + 's'}"
+
+
 def summary(stats: Stats) -> str:
     parts = [
-        f"{stats.blobs_uploaded} blob(s) uploaded",
+        f"{plural(stats.blobs_uploaded, 'blob')} uploaded",
         f"{stats.blobs_mounted} mounted",
         f"{stats.blobs_skipped} already there",
-        f"{stats.manifests_pushed} manifest(s) pushed",
+        f"{plural(stats.manifests_pushed, 'manifest')} pushed",
     ]
     if stats.manifests_skipped:
         parts.append(f"{stats.manifests_skipped} already there")

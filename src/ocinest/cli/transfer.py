@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ocinest.cli.options import (
+    CONCURRENCY_OPTION,
     JSON_OPTION,
     MODE_OPTION,
     TransferBars,
@@ -45,6 +46,7 @@ def _file_argument(value: str) -> tuple[Path, str | None]:
 )
 @click.option("--annotation", "annotations", multiple=True, metavar="KEY=VALUE")
 @JSON_OPTION
+@CONCURRENCY_OPTION
 @connection_options
 def push(
     reference: str,
@@ -108,6 +110,7 @@ def push(
 @click.option("--tag", help="Tag the root in the layout [default: the reference's tag].")
 @click.option("--referrers", is_flag=True, help="Bring signatures, SBOMs and other referrers.")
 @JSON_OPTION
+@CONCURRENCY_OPTION
 @connection_options
 def pull(
     reference: str,
@@ -158,6 +161,7 @@ def pull(
 @click.option("--referrers", is_flag=True, help="Bring signatures, SBOMs and other referrers.")
 @MODE_OPTION
 @JSON_OPTION
+@CONCURRENCY_OPTION
 @connection_options
 def copy(
     source: str, destination: str, referrers: bool, mode: str, as_json: bool, **kw: Any

@@ -16,6 +16,7 @@ from ocinest.oci.manifest import parse_manifest
 from ocinest.oci.names import child_path_problem, is_tag
 from ocinest.oci.nested import (
     EMPTY_JSON,
+    SET_ARTIFACT_TYPE,
     TITLE_ANNOTATION,
     artifact_manifest,
     descriptor,
@@ -25,9 +26,9 @@ from ocinest.oci.nested import (
 
 from .base import BlobSource, Progress, Repository, Stats, no_progress
 from .copy import Copier, CopyResult, resolve_mode
-from .errors import BadReference, ClientError, NotFound, RegistryError
+from .errors import BadReference, ClientError, Kind, NotFound, RegistryError
 from .layout import LayoutRepository
-from .reference import LayoutRef, Ref, RemoteRef
+from .reference import LayoutRef, Ref, RemoteRef, parse_remote
 from .remote import Client, RemoteRepository
 from .tree import Node, walk
 
@@ -103,7 +104,7 @@ class IndexResult:
 
 
 async def _platform_of(node: Node) -> dict[str, Any] | None:
-    """The platform of an image manifest, from its config."""
+    """The platform of an image manifest, from its config (None for an index or artifact)."""
     blobs = node.blobs()
     if not blobs or blobs[0].media_type not in mt.IMAGE_CONFIGS:
         return None
@@ -147,16 +148,75 @@ async def discover_children(parent: RemoteRepository, tag: str) -> list[tuple[st
     return found
 
 
+def children_from_refs(parent: RemoteRef, text: str, source: str) -> list[tuple[str, RemoteRef]]:
+    """The children a reference list names (`ko build --image-refs FILE`: one
+    host/repo[:tag]@digest per line, blank lines ignored), as (child path, reference); each
+    must lie under `parent` (same registry, a repository below it)."""
+    prefix = parent.repository + "/"
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        where = f"{source} line {number}"
+        try:
+            ref = parse_remote(line)
+        except BadReference as exc:
+            raise BadReference(f"{where}: {exc.message}") from None
+        if ref.host != parent.host or not ref.repository.startswith(prefix):
+            raise BadReference(f"{where}: {line} is not under {parent.name}")
+        out.append((ref.repository[len(prefix) :], ref))
+    return out
+
+
 def build_index(
     children: Sequence[Node],
     *,
+    platforms: bool = False,
     artifact_type: str | None = None,
     annotations: dict[str, str] | None = None,
 ) -> bytes:
-    """The parent index: one nested descriptor per child, in order. Deterministic bytes."""
+    """The parent index: one nested descriptor per child, in order. Deterministic bytes. A
+    set unless `platforms` (see `parent_index`)."""
     return parent_index(
-        [c.descriptor() for c in children], artifact_type=artifact_type, annotations=annotations
+        [c.descriptor() for c in children],
+        platforms=platforms,
+        artifact_type=artifact_type,
+        annotations=annotations,
     )
+
+
+def _platform_label(platform: dict[str, Any]) -> str:
+    return "/".join(str(platform[k]) for k in ("os", "architecture", "variant") if platform.get(k))
+
+
+async def _set_platforms(nodes: Sequence[Node]) -> None:
+    """For `--platforms`: each child's platform from its config; every child must be a
+    single-platform image and the platforms distinct."""
+    platforms = await asyncio.gather(*(_platform_of(n) for n in nodes))
+    problems = [
+        f"{n.child_path} is a multi-platform index"
+        if n.is_index
+        else f"{n.child_path} has no os/architecture in its config"
+        for n, p in zip(nodes, platforms, strict=True)
+        if p is None
+    ]
+    if problems:
+        raise ClientError(
+            "--platforms wants single-platform images: " + "; ".join(problems), kind=Kind.USAGE
+        )
+    owners: dict[str, list[str]] = {}
+    for node, platform in zip(nodes, platforms, strict=True):
+        node.platform = platform
+        label = _platform_label(platform or {})
+        owners.setdefault(label, []).append(str(node.child_path))
+    clashes = [
+        f"{' and '.join(o)} have the same platform {p}" for p, o in owners.items() if len(o) > 1
+    ]
+    if clashes:
+        raise ClientError(
+            "--platforms wants distinct platforms: " + "; ".join(clashes), kind=Kind.USAGE
+        )
 
 
 async def create_index(
@@ -166,14 +226,19 @@ async def create_index(
     *,
     discover: str | None = None,
     mode: str = "auto",
+    platforms: bool = False,
     artifact_type: str | None = None,
     annotations: dict[str, str] | None = None,
     progress: Progress = no_progress,
 ) -> IndexResult:
-    """Build and push the index `parent` (its tag) from children that exist somewhere: each is
-    copied or mounted into `parent/<path>` unless it is already there."""
+    """Build and push the index `parent` (at its tag; untagged when it has none) from children
+    that exist somewhere: each is copied or mounted into `parent/<path>` unless it is already
+    there. A set (SET_ARTIFACT_TYPE or `artifact_type`, no platforms) unless `platforms`: one
+    multi-platform image of single-platform children."""
     if parent.digest is not None:
         raise BadReference(f"{parent}: the index is pushed to a tag, not a digest")
+    if platforms and artifact_type:
+        raise BadReference("--platforms builds a multi-platform image, which has no artifactType")
     parent_repo = client.registry(parent.host).repository(parent.repository)
     wanted: list[tuple[str, Ref]] = list(children)
     if discover is not None:
@@ -182,7 +247,9 @@ async def create_index(
         have = {p for p, _ in wanted}
         wanted += [c for c in await discover_children(parent_repo, discover) if c[0] not in have]
     if not wanted:
-        raise BadReference("no children: give CHILD=REF arguments or --discover TAG")
+        raise BadReference(
+            "no children: give CHILD=REF arguments, --children-from FILE or --discover TAG"
+        )
     seen: set[str] = set()
     for path, _ in wanted:
         problem = child_path_problem(parent.repository, path)
@@ -200,25 +267,28 @@ async def create_index(
         except NotFound as exc:
             raise NotFound(f"child {path}={ref}: {exc}") from None
         node.child_path = path
-        node.platform = await _platform_of(node)
         return node
 
     nodes = list(await asyncio.gather(*(child_node(p, r) for p, r in wanted)))
-    body = build_index(nodes, artifact_type=artifact_type, annotations=annotations)
+    if platforms:
+        await _set_platforms(nodes)
+    body = build_index(
+        nodes, platforms=platforms, artifact_type=artifact_type, annotations=annotations
+    )
     root = Node(
         repo=parent_repo,
         media_type=mt.OCI_INDEX,
         digest=Digest.of(body),
         size=len(body),
         manifest=parse_manifest(body, mt.OCI_INDEX),
-        artifact_type=artifact_type,
+        artifact_type=None if platforms else artifact_type or SET_ARTIFACT_TYPE,
         annotations=dict(annotations or {}),
         children=nodes,
     )
     async with Copier(
         mode=resolved_mode, concurrency=client.options.concurrency, progress=progress
     ) as copier:
-        result = await copier.copy(root, parent_repo, parent.tag or "latest")
+        result = await copier.copy(root, parent_repo, parent.tag)
     return IndexResult(
         parent.with_(tag=None, digest=None).pinned(root.digest),
         root.digest,
@@ -390,6 +460,7 @@ __all__ = [
     "DeleteResult",
     "IndexResult",
     "PushResult",
+    "children_from_refs",
     "copy",
     "create_index",
     "delete_tree",

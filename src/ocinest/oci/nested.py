@@ -27,6 +27,8 @@ TREE_SEGMENT = "_ocinest/tree"
 TREE_ROUTE = rf"^/v2/(?P<name>.+)/{TREE_SEGMENT}/(?P<reference>[^/]+)\Z"
 
 ORAS_DEFAULT_ARTIFACT_TYPE = "application/vnd.unknown.artifact.v1"
+# A parent index over children of different applications: a set, not one image.
+SET_ARTIFACT_TYPE = "application/vnd.dev.ocinest.set.v1+json"
 EMPTY_JSON = b"{}"
 
 
@@ -122,14 +124,27 @@ def _document(doc: dict[str, Any], annotations: Mapping[str, str] | None) -> byt
 def parent_index(
     descriptors: Sequence[Mapping[str, Any]],
     *,
+    platforms: bool = False,
     artifact_type: str | None = None,
     annotations: Mapping[str, str] | None = None,
 ) -> bytes:
-    """The parent index over `descriptors`, in order. Deterministic bytes."""
+    """The parent index over `descriptors`, in order. Deterministic bytes.
+
+    A set by default: the index carries `artifact_type` (SET_ARTIFACT_TYPE unless another is
+    named) and its descriptors no `platform`, so that no runtime takes it for one
+    multi-platform image and pulls a member by platform. With `platforms`, one multi-platform
+    image: every descriptor has its platform, and the index no artifactType."""
     doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX}
-    if artifact_type:
-        doc["artifactType"] = artifact_type
-    doc["manifests"] = [dict(d) for d in descriptors]
+    if platforms:
+        if artifact_type:
+            raise ValueError("a multi-platform image has no artifactType")
+        if not all(d.get("platform") for d in descriptors):
+            raise ValueError("every descriptor of a multi-platform image needs a platform")
+        manifests = [dict(d) for d in descriptors]
+    else:
+        doc["artifactType"] = artifact_type or SET_ARTIFACT_TYPE
+        manifests = [{k: v for k, v in d.items() if k != "platform"} for d in descriptors]
+    doc["manifests"] = manifests
     return _document(doc, annotations)
 
 
