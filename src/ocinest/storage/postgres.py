@@ -20,7 +20,8 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
-from ocinest.storage.sql import SCHEMA, Connection, Cursor, SQLMetaStore, migration
+from ocinest.storage.database import SCHEMA, Connection, Cursor, migration
+from ocinest.storage.sql import SQLMetaStore
 
 T = TypeVar("T")
 

@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from ocinest.storage.sql import SCHEMA, Connection, SQLMetaStore, migration
+from ocinest.storage.database import SCHEMA, Connection, migration
+from ocinest.storage.sql import SQLMetaStore
 
 T = TypeVar("T")
 

@@ -1,0 +1,127 @@
+"""The engine boundary of the SQL MetaStore: the schema, written once in portable SQL, and the
+small `Database` protocol each engine (SQLite, PostgreSQL) provides to run it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+# The schema, one step per version, in portable SQL; {ID}, {BYTES} and {NAME} (text that sorts
+# byte by byte, as tag lists must) are spelled by each engine.
+SCHEMA = [
+    """
+    CREATE TABLE repositories (
+        id {ID},
+        name {NAME} NOT NULL UNIQUE
+    );
+    CREATE TABLE blobs (
+        digest TEXT PRIMARY KEY,
+        size BIGINT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE repo_blobs (
+        repo_id INTEGER NOT NULL REFERENCES repositories(id),
+        digest TEXT NOT NULL REFERENCES blobs(digest),
+        linked_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (repo_id, digest)
+    );
+    CREATE INDEX repo_blobs_by_digest ON repo_blobs(digest);
+    CREATE TABLE manifests (
+        repo_id INTEGER NOT NULL REFERENCES repositories(id),
+        digest TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        content {BYTES} NOT NULL,
+        artifact_type TEXT,
+        subject TEXT,
+        annotations TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (repo_id, digest)
+    );
+    CREATE INDEX manifests_by_subject ON manifests(repo_id, subject);
+    CREATE TABLE tags (
+        repo_id INTEGER NOT NULL REFERENCES repositories(id),
+        name {NAME} NOT NULL,
+        digest TEXT NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (repo_id, name)
+    );
+    CREATE INDEX tags_by_digest ON tags(repo_id, digest);
+    -- Reference edges: manifest (repo_id, digest) needs a blob or a manifest in target_repo_id.
+    CREATE TABLE refs (
+        repo_id INTEGER NOT NULL,
+        digest TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target_repo_id INTEGER NOT NULL REFERENCES repositories(id),
+        target_digest TEXT NOT NULL,
+        PRIMARY KEY (repo_id, digest, kind, target_repo_id, target_digest)
+    );
+    CREATE INDEX refs_by_target ON refs(target_digest, target_repo_id, kind);
+    -- Nested reach: content in target_repo_id readable through repo_id by digest, because
+    -- manifest `owner` of repo_id reaches it through nested descriptors. Filled when the
+    -- owner is pushed (manifests are immutable, referenced children cannot be deleted).
+    CREATE TABLE reach (
+        repo_id INTEGER NOT NULL,
+        owner TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target_repo_id INTEGER NOT NULL,
+        digest TEXT NOT NULL,
+        PRIMARY KEY (repo_id, owner, kind, target_repo_id, digest)
+    );
+    CREATE INDEX reach_by_digest ON reach(repo_id, digest, kind);
+    CREATE INDEX reach_by_target ON reach(target_repo_id, digest);
+    CREATE TABLE uploads (
+        id TEXT PRIMARY KEY,
+        repository TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    """,
+]
+
+
+def migration(step: str, types: dict[str, str]) -> list[str]:
+    """The statements of a schema step, in an engine's spelling."""
+    for key, spelled in types.items():
+        step = step.replace("{" + key + "}", spelled)
+    return [s.strip() for s in step.split(";") if s.strip()]
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Cursor: ...
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]], /) -> Any: ...
+
+
+class Database(Protocol):
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` on a connection that sees committed data."""
+
+    async def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in a write transaction isolated from every other (it may run again)."""
+
+    async def snapshot(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in one read-only transaction: a consistent view of a long read."""
+
+    async def close(self) -> None: ...
+
+
+def find_repo(c: Connection, name: str, create: bool = False) -> int | None:
+    """The repository's id; with `create`, made when it is not there yet."""
+    row = c.execute("SELECT id FROM repositories WHERE name = ?", (name,)).fetchone()
+    if row is not None:
+        return int(row[0])
+    if not create:
+        return None
+    row = c.execute("INSERT INTO repositories(name) VALUES (?) RETURNING id", (name,)).fetchone()
+    return int(row[0])

@@ -1,0 +1,177 @@
+"""The SQL MetaStore's garbage collection and consistency checks: the GC plan from a
+snapshot, deletions re-checked item by item under the write lock, and what fsck reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ocinest.storage.database import Connection, Database, find_repo
+from ocinest.storage.meta import GCPlan
+
+
+class GCQueries:
+    """Part of `SQLMetaStore`: the methods of the MetaStore protocol that GC and fsck use."""
+
+    _db: Database
+
+    # Garbage collection
+
+    async def gc_plan(self, cutoff: float, delete_untagged: bool) -> GCPlan:
+        return await self._db.snapshot(lambda c: _gc_plan(c, cutoff, delete_untagged))
+
+    async def gc_delete_manifests(
+        self, keys: list[tuple[str, str]], cutoff: float
+    ) -> list[tuple[str, str]]:
+        doomed = set(keys)
+
+        def delete(c: Connection) -> list[tuple[str, str]]:
+            gone = []
+            for repository, digest in keys:
+                repo_id = find_repo(c, repository)
+                key = (repo_id, digest)
+                row = c.execute(
+                    "SELECT created_at, subject FROM manifests WHERE repo_id = ? AND digest = ?",
+                    key,
+                ).fetchone()
+                if row is None or row[0] >= cutoff:
+                    continue
+                subject = row[1]
+                if (
+                    subject is not None
+                    and (repository, subject) not in doomed
+                    and c.execute(
+                        "SELECT 1 FROM manifests WHERE repo_id = ? AND digest = ?",
+                        (repo_id, subject),
+                    ).fetchone()
+                ):
+                    continue  # a referrer of content that stays
+                if c.execute(
+                    "SELECT 1 FROM tags WHERE repo_id = ? AND digest = ? UNION ALL "
+                    "SELECT 1 FROM refs WHERE target_repo_id = ? AND target_digest = ? "
+                    "AND kind = 'manifest' AND NOT (repo_id = ? AND digest = ?) LIMIT 1",
+                    (*key, *key, *key),
+                ).fetchone():
+                    continue
+                c.execute("DELETE FROM refs WHERE repo_id = ? AND digest = ?", key)
+                c.execute("DELETE FROM reach WHERE repo_id = ? AND owner = ?", key)
+                c.execute("DELETE FROM manifests WHERE repo_id = ? AND digest = ?", key)
+                gone.append((repository, digest))
+            return gone
+
+        return await self._db.write(delete)
+
+    async def gc_delete_blobs(
+        self, digests: list[str], cutoff: float, delete: Callable[[str], None]
+    ) -> list[str]:
+        def sweep(c: Connection) -> list[str]:
+            gone = []
+            for digest in digests:
+                row = c.execute(
+                    "SELECT created_at FROM blobs WHERE digest = ?", (digest,)
+                ).fetchone()
+                if row is not None:
+                    if (
+                        row[0] >= cutoff
+                        or c.execute(
+                            "SELECT 1 FROM refs WHERE target_digest = ? AND kind = 'blob' "
+                            "UNION ALL SELECT 1 FROM repo_blobs "
+                            "WHERE digest = ? AND linked_at >= ? LIMIT 1",
+                            (digest, digest, cutoff),
+                        ).fetchone()
+                    ):
+                        continue
+                    c.execute("DELETE FROM repo_blobs WHERE digest = ?", (digest,))
+                    c.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
+                delete(digest)
+                gone.append(digest)
+            return gone
+
+        return await self._db.write(sweep)
+
+    # Consistency checks
+
+    async def all_blobs(self) -> dict[str, int]:
+        rows = await self._db.snapshot(
+            lambda c: c.execute("SELECT digest, size FROM blobs").fetchall()
+        )
+        return {d: int(s) for d, s in rows}
+
+    async def all_manifests(self) -> list[tuple[str, str, bytes]]:
+        rows = await self._db.snapshot(
+            lambda c: c.execute(
+                "SELECT r.name, m.digest, m.content FROM manifests m "
+                "JOIN repositories r ON r.id = m.repo_id"
+            ).fetchall()
+        )
+        return [(r[0], r[1], bytes(r[2])) for r in rows]
+
+    async def dangling_references(self) -> list[tuple[str, str, str, str]]:
+        rows = await self._db.snapshot(
+            lambda c: c.execute(
+                "SELECT r.name, f.digest, f.kind, t.name || '@' || f.target_digest FROM refs f "
+                "JOIN repositories r ON r.id = f.repo_id "
+                "JOIN repositories t ON t.id = f.target_repo_id "
+                "WHERE (f.kind = 'blob' AND NOT EXISTS "
+                "  (SELECT 1 FROM blobs b WHERE b.digest = f.target_digest)) "
+                "OR (f.kind = 'manifest' AND NOT EXISTS (SELECT 1 FROM manifests m "
+                "  WHERE m.repo_id = f.target_repo_id AND m.digest = f.target_digest))"
+            ).fetchall()
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def forget_blobs(self, digests: list[str], delete: Callable[[str], None]) -> None:
+        def forget(c: Connection) -> None:
+            for digest in digests:
+                delete(digest)
+                c.execute("DELETE FROM repo_blobs WHERE digest = ?", (digest,))
+                c.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
+
+        await self._db.write(forget)
+
+
+def _gc_plan(c: Connection, cutoff: float, delete_untagged: bool) -> GCPlan:
+    names = {r[0]: r[1] for r in c.execute("SELECT id, name FROM repositories").fetchall()}
+    manifests: dict[tuple[int, str], tuple[str | None, float, int]] = {
+        (r[0], r[1]): (r[2], r[3], r[4])
+        for r in c.execute("SELECT repo_id, digest, subject, created_at, size FROM manifests")
+    }
+    children: dict[tuple[int, str], list[tuple[int, str]]] = {}
+    blob_refs: dict[tuple[int, str], list[str]] = {}
+    for repo_id, digest, kind, target_repo, target in c.execute(
+        "SELECT repo_id, digest, kind, target_repo_id, target_digest FROM refs"
+    ):
+        if kind == "manifest":
+            children.setdefault((repo_id, digest), []).append((target_repo, target))
+        else:
+            blob_refs.setdefault((repo_id, digest), []).append(target)
+    if delete_untagged:
+        roots = {(r[0], r[1]) for r in c.execute("SELECT repo_id, digest FROM tags")}
+        roots |= {key for key, (_, created, _) in manifests.items() if created >= cutoff}
+    else:
+        roots = set(manifests)
+    by_subject: dict[tuple[int, str], list[tuple[int, str]]] = {}
+    for (repo_id, digest), (subject, _, _) in manifests.items():
+        if subject is not None:
+            by_subject.setdefault((repo_id, subject), []).append((repo_id, digest))
+    # Live: reachable from the roots through children, nested edges and subjects.
+    live: set[tuple[int, str]] = set()
+    frontier = [key for key in roots if key in manifests]
+    while frontier:
+        key = frontier.pop()
+        if key in live:
+            continue
+        live.add(key)
+        frontier.extend(k for k in children.get(key, []) if k in manifests)
+        frontier.extend(by_subject.get(key, []))
+    dead = [
+        (names[repo_id], digest, manifests[(repo_id, digest)][2])
+        for repo_id, digest in manifests
+        if (repo_id, digest) not in live
+    ]
+    live_blobs = {d for key in live for d in blob_refs.get(key, [])}
+    blobs = [
+        (digest, int(size))
+        for digest, size, created in c.execute("SELECT digest, size, created_at FROM blobs")
+        if digest not in live_blobs and created < cutoff
+    ]
+    return GCPlan(sorted(dead), sorted(blobs))
