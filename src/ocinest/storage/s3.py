@@ -1,16 +1,26 @@
 """A BlobStore on any S3-compatible service (Ceph RGW, MinIO, AWS).
 
 An upload session is one S3 multipart upload. Its state (the parts so far and the bytes
-not yet making a whole part, kept in a small `tail` object) lives in the bucket, so a PATCH
+not yet making a whole part, kept in a small tail object) lives in the bucket, so a PATCH
 may land on another process than the POST. A blob becomes visible only after its digest is
 verified: the completed upload is hashed (by the process that saw every byte, or by reading
 it back) and only then copied, server-side, to its content address.
+
+Writers of one upload (the store instances of several processes) take turns by a lease kept
+in the state object and changed only by compare-and-swap (a conditional PUT, `If-Match` its
+ETag). The lease is taken before any byte is stored and given back with the new size; one
+whose writer died expires. A writer stores only what no committed state names: part numbers
+from a range the state handed to its lease alone, and a tail object of a new name. So one
+that outlived its lease can neither commit nor overwrite what another acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +38,8 @@ from ocinest.storage.blobs import UploadOffsetMismatch
 T = TypeVar("T")
 MIN_PART = 5 << 20  # S3's smallest part but the last
 READ_CHUNK = 1 << 20
+PART_NUMBERS = 64  # handed to a lease at a time
+LEASE = 60.0  # seconds a lease lasts unless renewed
 
 
 @dataclass
@@ -38,7 +50,24 @@ class _State:
     parts: list[dict[str, Any]] = field(default_factory=list)  # PartNumber, ETag, Size
     size: int = 0
     tail: int = 0  # bytes in the tail object
+    tail_key: str = ""  # the tail object's name under the upload, "" when there is none
     completed: bool = False
+    next_part: int = 1  # the first part number no lease was handed
+    writer: str = ""  # the token of the lease's holder, "" when free
+    until: float = 0.0  # when the lease expires (time.time())
+
+
+class _Lease:
+    """A writer's hold on an upload: the state as it committed it and that state's ETag."""
+
+    def __init__(self, state: _State, etag: str, token: str) -> None:
+        self.state, self.etag, self.token = state, etag, token
+        self.base = state.next_part  # its part numbers: base to state.next_part - 1
+        self.next = self.base
+
+
+def _precondition_failed(exc: ClientError) -> bool:
+    return bool(exc.response.get("Error", {}).get("Code") == "PreconditionFailed")
 
 
 def _missing(exc: ClientError) -> bool:
@@ -58,6 +87,7 @@ class S3BlobStore:
         part_size: int = 16 << 20,
         redirect: bool = False,
         threads: int = 16,
+        lease: float = LEASE,
     ) -> None:
         self._s3 = boto3.client(
             "s3",
@@ -75,6 +105,7 @@ class S3BlobStore:
         self._prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self._part_size = max(part_size, MIN_PART)
         self._redirect = redirect
+        self._lease = lease
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="ocinest-s3")
         self._hashers: dict[str, tuple[Hasher, int]] = {}
         try:
@@ -97,6 +128,11 @@ class S3BlobStore:
     # Upload state
 
     def _load(self, upload_id: str) -> _State | None:
+        loaded = self._fetch(upload_id)
+        return None if loaded is None else loaded[0]
+
+    def _fetch(self, upload_id: str) -> tuple[_State, str] | None:
+        """The state and its ETag."""
         try:
             body = self._s3.get_object(
                 Bucket=self._bucket, Key=self._upload_key(upload_id, "state")
@@ -105,19 +141,97 @@ class S3BlobStore:
             if _missing(exc):
                 return None
             raise
-        return _State(**json.loads(body["Body"].read()))
+        return _State(**json.loads(body["Body"].read())), body["ETag"]
 
-    def _save(self, upload_id: str, state: _State) -> None:
-        self._s3.put_object(
-            Bucket=self._bucket,
-            Key=self._upload_key(upload_id, "state"),
-            Body=json.dumps(state.__dict__).encode(),
+    def _save(self, upload_id: str, state: _State, etag: str | None) -> str | None:
+        """Write the state if its ETag is still `etag` (None: if there is none); its new ETag,
+        or None when another writer changed it first."""
+        # Ceph RGW (16.2) matches If-Match against the bare ETag only, without its quotes.
+        condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag.strip('"')}
+        try:
+            answer = self._s3.put_object(
+                Bucket=self._bucket,
+                Key=self._upload_key(upload_id, "state"),
+                Body=json.dumps(state.__dict__).encode(),
+                **condition,
+            )
+        except ClientError as exc:
+            if not _precondition_failed(exc):
+                raise
+            # Refused, or done by an attempt whose answer was lost and then refused on retry.
+            now = self._fetch(upload_id)
+            return now[1] if now is not None and now[0] == state else None
+        return str(answer["ETag"])
+
+    def _grant(
+        self, upload_id: str, offset: int | None, loaded: tuple[_State, str] | None = None
+    ) -> _Lease:
+        """Take the upload's lease for appending at `offset` (None: to complete it), from the
+        state as `loaded` when given."""
+        token = uuid.uuid4().hex
+        while True:
+            loaded = loaded or self._fetch(upload_id)
+            if loaded is None:
+                raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} is gone")
+            state, etag = loaded
+            if state.completed:
+                raise OCIError(ErrorCode.BLOB_UPLOAD_INVALID, f"upload {upload_id} is complete")
+            held = state.writer and state.until > time.time()
+            if offset is not None and (held or offset != state.size):
+                raise UploadOffsetMismatch(state.size)
+            if held:
+                raise OCIError(
+                    ErrorCode.BLOB_UPLOAD_INVALID, f"upload {upload_id} is being written to"
+                )
+            lease = _Lease(state, etag, token)
+            leased = self._leased(lease, PART_NUMBERS)
+            new = self._save(upload_id, leased, etag)
+            if new is not None:
+                lease.state, lease.etag = leased, new
+                return lease
+            loaded = None
+
+    def _leased(self, lease: _Lease, numbers: int) -> _State:
+        """The lease's state, renewed from now and with `numbers` more part numbers."""
+        return _State(
+            **{
+                **lease.state.__dict__,
+                "writer": lease.token,
+                "until": time.time() + self._lease,
+                "next_part": lease.state.next_part + numbers,
+            }
         )
+
+    def _renew(self, upload_id: str, lease: _Lease, part: bool) -> None:
+        """Keep the lease for half its time at least, and with a part number to spare when
+        `part`; raises when it was lost."""
+        spare = not part or lease.next < lease.state.next_part
+        if spare and time.time() < lease.state.until - self._lease / 2:
+            return
+        leased = self._leased(lease, PART_NUMBERS)
+        etag = self._save(upload_id, leased, lease.etag)
+        if etag is None:
+            raise self._lost(upload_id)
+        lease.state, lease.etag = leased, etag
+
+    def _release(self, upload_id: str, lease: _Lease, state: _State) -> None:
+        """Commit `state` (the lease's, changed) and give the lease back; raises when the
+        lease was lost, and nothing is committed."""
+        state.writer, state.until = "", 0.0
+        if self._save(upload_id, state, lease.etag) is None:
+            raise self._lost(upload_id)
+
+    def _lost(self, upload_id: str) -> UploadOffsetMismatch:
+        """The lease expired and another writer took the upload over."""
+        now = self._load(upload_id)
+        return UploadOffsetMismatch(0 if now is None else now.size)
 
     def _tail(self, upload_id: str, state: _State) -> bytes:
         if not state.tail:
             return b""
-        body = self._s3.get_object(Bucket=self._bucket, Key=self._upload_key(upload_id, "tail"))
+        body = self._s3.get_object(
+            Bucket=self._bucket, Key=self._upload_key(upload_id, state.tail_key)
+        )
         return bytes(body["Body"].read())
 
     # BlobStore
@@ -156,7 +270,7 @@ class S3BlobStore:
             created = self._s3.create_multipart_upload(
                 Bucket=self._bucket, Key=self._upload_key(upload_id, "data")
             )
-            self._save(upload_id, _State(created["UploadId"]))
+            self._save(upload_id, _State(created["UploadId"]), None)
 
         await self._run(start)
         self._hashers[upload_id] = (new_hasher(CANONICAL), 0)
@@ -166,16 +280,12 @@ class S3BlobStore:
         return None if state is None else state.size
 
     async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int:
-        state = await self._run(self._load, upload_id)
-        if state is None:
-            raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} is gone")
-        if state.completed:
-            raise OCIError(ErrorCode.BLOB_UPLOAD_INVALID, f"upload {upload_id} is complete")
-        if offset != state.size:
-            raise UploadOffsetMismatch(state.size)
+        lease = await self._run(self._grant, upload_id, offset)
+        state = lease.state
         running = self._hashers.pop(upload_id, None)
         hasher = running[0] if running and running[1] == state.size else None
-        buffer = bytearray(await self._run(self._tail, upload_id, state))
+        parts: list[dict[str, Any]] = []
+        size = state.size
         pending: asyncio.Future[None] | None = None
 
         def put_part(number: int, data: bytes) -> None:
@@ -186,46 +296,79 @@ class S3BlobStore:
                 PartNumber=number,
                 Body=data,
             )
-            state.parts.append({"PartNumber": number, "ETag": answer["ETag"], "Size": len(data)})
+            parts.append({"PartNumber": number, "ETag": answer["ETag"], "Size": len(data)})
 
         try:
-            async for chunk in chunks:
-                if hasher is not None:
-                    hasher.update(chunk)
-                buffer += chunk
-                state.size += len(chunk)
-                while len(buffer) >= self._part_size:
-                    part = bytes(buffer[: self._part_size])
-                    del buffer[: self._part_size]
-                    if pending is not None:
-                        await pending  # one part in flight while the next is read
-                    pending = self._run(put_part, len(state.parts) + 1, part)
-        finally:
-            if pending is not None:
-                await asyncio.shield(pending)
-        state.parts.sort(key=lambda p: p["PartNumber"])
-
-        def save() -> None:
-            self._s3.put_object(
-                Bucket=self._bucket, Key=self._upload_key(upload_id, "tail"), Body=bytes(buffer)
+            buffer = bytearray(await self._run(self._tail, upload_id, state))
+            try:
+                async for chunk in chunks:
+                    if hasher is not None:
+                        hasher.update(chunk)
+                    buffer += chunk
+                    size += len(chunk)
+                    while len(buffer) >= self._part_size:
+                        part = bytes(buffer[: self._part_size])
+                        del buffer[: self._part_size]
+                        if pending is not None:
+                            await pending  # one part in flight while the next is read
+                        await self._run(self._renew, upload_id, lease, True)
+                        pending = self._run(put_part, lease.next, part)
+                        lease.next += 1
+            finally:
+                if pending is not None:
+                    await asyncio.shield(pending)
+            parts.sort(key=lambda p: p["PartNumber"])
+            tail_key = f"tail.{lease.token}" if buffer else ""
+            new = _State(
+                **{
+                    **state.__dict__,
+                    "parts": state.parts + parts,
+                    "size": size,
+                    "tail": len(buffer),
+                    "tail_key": tail_key,
+                    "next_part": lease.next,
+                }
             )
-            state.tail = len(buffer)
-            self._save(upload_id, state)
 
-        await self._run(save)
+            def commit() -> None:
+                self._renew(upload_id, lease, False)
+                if buffer:
+                    self._s3.put_object(
+                        Bucket=self._bucket,
+                        Key=self._upload_key(upload_id, tail_key),
+                        Body=bytes(buffer),
+                    )
+                self._release(upload_id, lease, new)
+
+            await self._run(commit)
+        except BaseException:
+            # Give the lease back unchanged (the part numbers it had stay spent), so that the
+            # client may retry at once; should that fail too, the lease expires.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._run(self._release, upload_id, lease, lease.state))
+            raise
+        if state.tail:
+            await self._run(
+                self._s3.delete_object,
+                Bucket=self._bucket,
+                Key=self._upload_key(upload_id, state.tail_key),
+            )
         if hasher is not None:
-            self._hashers[upload_id] = (hasher, state.size)
-        return state.size
+            self._hashers[upload_id] = (hasher, size)
+        return size
 
     async def verify(self, upload_id: str, digest: Digest) -> int:
         running = self._hashers.pop(upload_id, None)
 
         def finish() -> int:
-            state = self._load(upload_id)
-            if state is None:
+            loaded = self._fetch(upload_id)
+            if loaded is None:
                 raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} is gone")
+            state = loaded[0]
             key = self._upload_key(upload_id, "data")
             if not state.completed:
+                lease = self._grant(upload_id, None, loaded)
+                state = lease.state
                 tail = self._tail(upload_id, state)
                 if not state.parts and not tail:
                     # An empty blob: S3 wants at least one part; write it plainly.
@@ -238,15 +381,14 @@ class S3BlobStore:
                         {"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in state.parts
                     ]
                     if tail:
-                        number = len(parts) + 1
                         answer = self._s3.upload_part(
                             Bucket=self._bucket,
                             Key=key,
                             UploadId=state.multipart,
-                            PartNumber=number,
+                            PartNumber=lease.next,
                             Body=tail,
                         )
-                        parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+                        parts.append({"PartNumber": lease.next, "ETag": answer["ETag"]})
                     # The ETag of the answer is not a digest (and Ceph's is odd): ignore it.
                     self._s3.complete_multipart_upload(
                         Bucket=self._bucket,
@@ -254,8 +396,7 @@ class S3BlobStore:
                         UploadId=state.multipart,
                         MultipartUpload={"Parts": parts},
                     )
-                state.completed = True
-                self._save(upload_id, state)
+                self._release(upload_id, lease, _State(**{**state.__dict__, "completed": True}))
             if running is not None and running[1] == state.size and digest.algorithm == CANONICAL:
                 actual = running[0].hexdigest()
             else:
