@@ -38,6 +38,7 @@ from ocinest.storage.blobs import UploadOffsetMismatch
 T = TypeVar("T")
 MIN_PART = 5 << 20  # S3's smallest part but the last
 READ_CHUNK = 1 << 20
+MAX_COPY = 5 << 30  # S3's largest part copied server-side
 PART_NUMBERS = 64  # handed to a lease at a time
 LEASE = 60.0  # seconds a lease lasts unless renewed
 
@@ -62,8 +63,7 @@ class _Lease:
 
     def __init__(self, state: _State, etag: str, token: str) -> None:
         self.state, self.etag, self.token = state, etag, token
-        self.base = state.next_part  # its part numbers: base to state.next_part - 1
-        self.next = self.base
+        self.next = state.next_part  # its next part number; it may use up to state.next_part - 1
 
 
 def _precondition_failed(exc: ClientError) -> bool:
@@ -377,9 +377,7 @@ class S3BlobStore:
                     )
                     self._s3.put_object(Bucket=self._bucket, Key=key, Body=b"")
                 else:
-                    parts = [
-                        {"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in state.parts
-                    ]
+                    parts = list(state.parts)
                     if tail:
                         answer = self._s3.upload_part(
                             Bucket=self._bucket,
@@ -388,15 +386,16 @@ class S3BlobStore:
                             PartNumber=lease.next,
                             Body=tail,
                         )
-                        parts.append({"PartNumber": lease.next, "ETag": answer["ETag"]})
-                    # The ETag of the answer is not a digest (and Ceph's is odd): ignore it.
-                    self._s3.complete_multipart_upload(
-                        Bucket=self._bucket,
-                        Key=key,
-                        UploadId=state.multipart,
-                        MultipartUpload={"Parts": parts},
+                        parts.append(
+                            {"PartNumber": lease.next, "ETag": answer["ETag"], "Size": len(tail)}
+                        )
+                    self._complete(upload_id, lease, parts)
+                done = {"completed": True, "tail": 0, "tail_key": ""}
+                self._release(upload_id, lease, _State(**{**state.__dict__, **done}))
+                if tail:
+                    self._s3.delete_object(
+                        Bucket=self._bucket, Key=self._upload_key(upload_id, state.tail_key)
                     )
-                self._release(upload_id, lease, _State(**{**state.__dict__, "completed": True}))
             if running is not None and running[1] == state.size and digest.algorithm == CANONICAL:
                 actual = running[0].hexdigest()
             else:
@@ -409,6 +408,66 @@ class S3BlobStore:
             return state.size
 
         return await self._run(finish)
+
+    def _complete(self, upload_id: str, lease: _Lease, parts: list[dict[str, Any]]) -> None:
+        """Complete the upload's multipart upload of `parts` (PartNumber, ETag, Size).
+
+        Ceph RGW (16.2) completes one only with every part that was uploaded to it, and a
+        writer that died or outlived its lease may have left some no state names. Then the
+        upload is completed with them all, and the named parts' bytes are copied, server-side,
+        into a new multipart upload of the data."""
+        key = self._upload_key(upload_id, "data")
+        multipart = lease.state.multipart
+
+        def complete(upload: str, parts: list[dict[str, Any]]) -> None:
+            # The ETag of the answer is not a digest (and Ceph's is odd): ignore it.
+            self._s3.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=key,
+                UploadId=upload,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in parts]
+                },
+            )
+
+        try:
+            complete(multipart, parts)
+            return
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "InvalidPart":
+                raise
+        pages = self._s3.get_paginator("list_parts").paginate(
+            Bucket=self._bucket, Key=key, UploadId=multipart
+        )
+        uploaded = sorted(
+            (part for page in pages for part in page.get("Parts", [])),
+            key=lambda p: p["PartNumber"],
+        )
+        complete(multipart, uploaded)
+        named = {p["PartNumber"] for p in parts}
+        ranges: list[list[int]] = []  # [start, end) of the named parts, joined when adjacent
+        at = 0
+        for part in uploaded:
+            if part["PartNumber"] in named:
+                if ranges and ranges[-1][1] == at and at + part["Size"] - ranges[-1][0] <= MAX_COPY:
+                    ranges[-1][1] = at + part["Size"]
+                else:
+                    ranges.append([at, at + part["Size"]])
+            at += part["Size"]
+        copy = self._s3.create_multipart_upload(Bucket=self._bucket, Key=key)["UploadId"]
+        copied = []
+        for number, (start, end) in enumerate(ranges, 1):
+            self._renew(upload_id, lease, False)
+            answer = self._s3.upload_part_copy(
+                Bucket=self._bucket,
+                Key=key,
+                UploadId=copy,
+                PartNumber=number,
+                CopySource={"Bucket": self._bucket, "Key": key},
+                CopySourceRange=f"bytes={start}-{end - 1}",
+            )
+            copied.append({"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]})
+        complete(copy, copied)
 
     def _hash_object(self, key: str, algorithm: str) -> str:
         hasher = new_hasher(algorithm)
