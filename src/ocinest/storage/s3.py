@@ -40,7 +40,7 @@ MIN_PART = 5 << 20  # S3's smallest part but the last
 READ_CHUNK = 1 << 20
 MAX_COPY = 5 << 30  # S3's largest part copied server-side
 PART_NUMBERS = 64  # handed to a lease at a time
-LEASE = 60.0  # seconds a lease lasts unless renewed
+LEASE = 10.0  # seconds a lease lasts unless renewed
 
 
 @dataclass
@@ -64,6 +64,14 @@ class _Lease:
     def __init__(self, state: _State, etag: str, token: str) -> None:
         self.state, self.etag, self.token = state, etag, token
         self.next = state.next_part  # its next part number; it may use up to state.next_part - 1
+
+
+class _Held(Exception):
+    """Another writer holds the upload's lease; `size` is the upload's size meanwhile."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"upload is {size} bytes long and being written to")
+        self.size = size
 
 
 def _precondition_failed(exc: ClientError) -> bool:
@@ -163,11 +171,31 @@ class S3BlobStore:
             return now[1] if now is not None and now[0] == state else None
         return str(answer["ETag"])
 
-    def _grant(
+    async def _take(
         self, upload_id: str, offset: int | None, loaded: tuple[_State, str] | None = None
     ) -> _Lease:
         """Take the upload's lease for appending at `offset` (None: to complete it), from the
-        state as `loaded` when given."""
+        state as `loaded` when given. While another writer holds it, wait (for one lease's
+        time at most) until it gives it back or, should it have died, until it lapses."""
+        deadline = time.monotonic() + self._lease
+        while True:
+            try:
+                return await self._run(self._grant, upload_id, offset, loaded)
+            except _Held as held:
+                if time.monotonic() < deadline:
+                    loaded = None
+                    await asyncio.sleep(0.2)
+                elif offset is None:
+                    raise OCIError(
+                        ErrorCode.BLOB_UPLOAD_INVALID, f"upload {upload_id} is being written to"
+                    ) from None
+                else:
+                    raise UploadOffsetMismatch(held.size) from None
+
+    def _grant(
+        self, upload_id: str, offset: int | None, loaded: tuple[_State, str] | None
+    ) -> _Lease:
+        """Take the lease at once, or raise `_Held`."""
         token = uuid.uuid4().hex
         while True:
             loaded = loaded or self._fetch(upload_id)
@@ -176,13 +204,10 @@ class S3BlobStore:
             state, etag = loaded
             if state.completed:
                 raise OCIError(ErrorCode.BLOB_UPLOAD_INVALID, f"upload {upload_id} is complete")
-            held = state.writer and state.until > time.time()
-            if offset is not None and (held or offset != state.size):
+            if offset is not None and offset != state.size:
                 raise UploadOffsetMismatch(state.size)
-            if held:
-                raise OCIError(
-                    ErrorCode.BLOB_UPLOAD_INVALID, f"upload {upload_id} is being written to"
-                )
+            if state.writer and state.until > time.time():
+                raise _Held(state.size)
             lease = _Lease(state, etag, token)
             leased = self._leased(lease, PART_NUMBERS)
             new = self._save(upload_id, leased, etag)
@@ -202,11 +227,14 @@ class S3BlobStore:
             }
         )
 
-    def _renew(self, upload_id: str, lease: _Lease, part: bool) -> None:
-        """Keep the lease for half its time at least, and with a part number to spare when
-        `part`; raises when it was lost."""
+    def _due(self, lease: _Lease, part: bool) -> bool:
+        """Whether the lease is half through its time or, when `part`, out of part numbers."""
         spare = not part or lease.next < lease.state.next_part
-        if spare and time.time() < lease.state.until - self._lease / 2:
+        return not spare or time.time() > lease.state.until - self._lease / 2
+
+    def _renew(self, upload_id: str, lease: _Lease, part: bool) -> None:
+        """Renew the lease when due; raises when it was lost."""
+        if not self._due(lease, part):
             return
         leased = self._leased(lease, PART_NUMBERS)
         etag = self._save(upload_id, leased, lease.etag)
@@ -280,7 +308,7 @@ class S3BlobStore:
         return None if state is None else state.size
 
     async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int:
-        lease = await self._run(self._grant, upload_id, offset)
+        lease = await self._take(upload_id, offset)
         state = lease.state
         running = self._hashers.pop(upload_id, None)
         hasher = running[0] if running and running[1] == state.size else None
@@ -302,6 +330,8 @@ class S3BlobStore:
             buffer = bytearray(await self._run(self._tail, upload_id, state))
             try:
                 async for chunk in chunks:
+                    if self._due(lease, False):  # a slow body keeps its lease too
+                        await self._run(self._renew, upload_id, lease, False)
                     if hasher is not None:
                         hasher.update(chunk)
                     buffer += chunk
@@ -311,7 +341,8 @@ class S3BlobStore:
                         del buffer[: self._part_size]
                         if pending is not None:
                             await pending  # one part in flight while the next is read
-                        await self._run(self._renew, upload_id, lease, True)
+                        if self._due(lease, True):
+                            await self._run(self._renew, upload_id, lease, True)
                         pending = self._run(put_part, lease.next, part)
                         lease.next += 1
             finally:
@@ -359,15 +390,15 @@ class S3BlobStore:
 
     async def verify(self, upload_id: str, digest: Digest) -> int:
         running = self._hashers.pop(upload_id, None)
+        loaded = await self._run(self._fetch, upload_id)
+        if loaded is None:
+            raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} is gone")
+        lease = None if loaded[0].completed else await self._take(upload_id, None, loaded)
 
         def finish() -> int:
-            loaded = self._fetch(upload_id)
-            if loaded is None:
-                raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} is gone")
             state = loaded[0]
             key = self._upload_key(upload_id, "data")
-            if not state.completed:
-                lease = self._grant(upload_id, None, loaded)
+            if lease is not None:
                 state = lease.state
                 tail = self._tail(upload_id, state)
                 if not state.parts and not tail:
