@@ -8,10 +8,12 @@ it back) and only then copied, server-side, to its content address.
 
 Writers of one upload (the store instances of several processes) take turns by a lease kept
 in the state object and changed only by compare-and-swap (a conditional PUT, `If-Match` its
-ETag). The lease is taken before any byte is stored and given back with the new size; one
-whose writer died expires. A writer stores only what no committed state names: part numbers
-from a range the state handed to its lease alone, and a tail object of a new name. So one
-that outlived its lease can neither commit nor overwrite what another acknowledged.
+ETag). The lease is taken before any byte is stored, renewed while the body arrives, and given
+back with the new size; a writer finding it held waits, for one lease's time at most, until
+it is given back or, its holder dead, lapses. A writer stores only what no committed state
+names: part numbers from a range the state handed to its lease alone, and a tail object of a
+new name. So one that outlived its lease can neither commit nor overwrite what another
+acknowledged.
 """
 
 from __future__ import annotations
