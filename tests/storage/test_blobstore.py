@@ -9,6 +9,7 @@ import itertools
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from ocinest.oci.digest import Digest
 from ocinest.storage.blobs import BlobStore
 from ocinest.storage.errors import DigestMismatch, UploadOffsetMismatch, UploadUnknown
-from tests.storage.conftest import PART_SIZE, OpenBlobs
+from tests.storage.conftest import BLOB_BACKENDS, PART_SIZE, OpenBlobs
 from tests.storage.content import chunks, read_all, upload
 
 
@@ -110,6 +111,81 @@ async def test_of_two_appends_at_one_offset_at_once_one_is_refused(open_blobs: O
     assert size == landed[0]
     winner = ours if size == len(ours) else theirs
     assert await first.verify("u1", Digest.of(winner)) == size
+
+
+async def test_an_append_cut_short_leaves_the_upload_to_the_next_at_once(
+    open_blobs: OpenBlobs,
+) -> None:
+    """A request body that breaks off after more than a part: the next request, on another
+    process, continues the upload from where it stands (what was kept of the broken one, if
+    anything), without waiting for any hold on it to lapse."""
+    first, second = open_blobs(), open_blobs()
+    await first.start_upload("u1")
+    sent = os.urandom(PART_SIZE + 1000)
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield sent[: PART_SIZE // 2]
+        yield sent[PART_SIZE // 2 :]
+        raise ConnectionResetError("the client went away")
+
+    with pytest.raises(ConnectionResetError):
+        await first.append("u1", 0, broken())
+    offset = await second.upload_size("u1")
+    assert offset is not None and offset <= len(sent)
+    rest = os.urandom(300)
+    assert await second.append("u1", offset, chunks(rest)) == offset + 300
+    assert await second.verify("u1", Digest.of(sent[:offset] + rest)) == offset + 300
+
+
+# S3 only: a writer's hold on an upload there is a lease that lapses, where the filesystem's
+# is a lock that dies with its process.
+S3 = [backend for backend in BLOB_BACKENDS if backend == "s3"]
+
+
+@pytest.mark.parametrize("open_blobs", S3, indirect=True)
+async def test_the_lease_of_a_writer_that_died_lapses(open_blobs: OpenBlobs) -> None:
+    """A writer that died holding the upload's lease (taken, never given back): another
+    waits for it to lapse, and then goes on; one that will not wait as long is refused."""
+    dead, alive = open_blobs(), open_blobs()
+    await dead.start_upload("u1")
+    dead._lease = 5.0  # type: ignore[attr-defined]
+    dead._grant("u1", 0, None)  # type: ignore[attr-defined]
+    alive._lease = 0.3  # type: ignore[attr-defined]
+    with pytest.raises(UploadOffsetMismatch) as caught:
+        await alive.append("u1", 0, chunks(b"x"))
+    assert caught.value.size == 0
+    alive._lease = 30.0  # type: ignore[attr-defined]
+    data = os.urandom(PART_SIZE + 500)  # a part: numbered past the dead writer's
+    assert await alive.append("u1", 0, chunks(data)) == len(data)
+    assert await alive.verify("u1", Digest.of(data)) == len(data)
+
+
+@pytest.mark.parametrize("open_blobs", S3, indirect=True)
+async def test_a_writer_that_outlived_its_lease_stores_nothing(open_blobs: OpenBlobs) -> None:
+    """A writer stalled past its lease (its client silent, or its process paused) while
+    another waited for the lease to lapse and took the upload over: when it wakes, it is
+    refused, and what the other acknowledged, a whole part and a tail, stays as it was."""
+    slow, fast = open_blobs(), open_blobs()
+    await slow.start_upload("u1")
+    slow._lease = 1.0  # type: ignore[attr-defined]
+    wake = asyncio.Event()
+    asked = asyncio.Event()
+
+    async def stalled() -> AsyncIterator[bytes]:
+        asked.set()  # the lease is taken before the body is read
+        await wake.wait()
+        yield b"S" * (PART_SIZE + 100)
+
+    stalling = asyncio.create_task(slow.append("u1", 0, stalled()))
+    await asyncio.wait_for(asked.wait(), 30)
+    theirs = os.urandom(PART_SIZE + 50)
+    assert await fast.append("u1", 0, chunks(theirs)) == len(theirs)  # once the lease lapsed
+    wake.set()
+    with pytest.raises(UploadOffsetMismatch) as caught:
+        await stalling
+    assert caught.value.size == len(theirs)
+    assert await fast.upload_size("u1") == len(theirs)
+    assert await fast.verify("u1", Digest.of(theirs)) == len(theirs)
 
 
 async def test_verify_refuses_other_content_and_keeps_the_upload(blobs: BlobStore) -> None:

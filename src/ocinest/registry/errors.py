@@ -17,6 +17,7 @@ from ocinest.storage.errors import (
     ManifestUnknown,
     ReferencesInvalid,
     StorageError,
+    UploadBusy,
     UploadComplete,
     UploadOffsetMismatch,
     UploadUnknown,
@@ -65,6 +66,7 @@ _STORAGE_CODES: dict[type[StorageError], ErrorCode] = {
     ManifestUnknown: ErrorCode.MANIFEST_UNKNOWN,
     UploadUnknown: ErrorCode.BLOB_UPLOAD_UNKNOWN,
     UploadComplete: ErrorCode.BLOB_UPLOAD_INVALID,
+    UploadBusy: ErrorCode.BLOB_UPLOAD_INVALID,
     DigestMismatch: ErrorCode.DIGEST_INVALID,
     ChunkRefused: ErrorCode.RANGE_INVALID,
 }

@@ -30,6 +30,14 @@ class UploadComplete(StorageError):
         self.upload_id = upload_id
 
 
+class UploadBusy(StorageError):
+    """Another process is writing the upload right now (and kept at it past the wait)."""
+
+    def __init__(self, upload_id: str) -> None:
+        super().__init__(f"upload {upload_id} is being written to")
+        self.upload_id = upload_id
+
+
 class UploadOffsetMismatch(StorageError):
     """A chunk did not start where the upload ends; `size` is where it ends."""
 
