@@ -148,13 +148,13 @@ async def test_the_lease_of_a_writer_that_died_lapses(open_blobs: OpenBlobs) -> 
     waits for it to lapse, and then goes on; one that will not wait as long is refused."""
     dead, alive = open_blobs(), open_blobs()
     await dead.start_upload("u1")
-    dead._lease = 5.0  # type: ignore[attr-defined]
-    dead._grant("u1", 0, None)  # type: ignore[attr-defined]
-    alive._lease = 0.3  # type: ignore[attr-defined]
+    dead._states.lease = 5.0  # type: ignore[attr-defined]
+    dead._states.grant("u1", 0, None)  # type: ignore[attr-defined]
+    alive._states.lease = 0.3  # type: ignore[attr-defined]
     with pytest.raises(UploadOffsetMismatch) as caught:
         await alive.append("u1", 0, chunks(b"x"))
     assert caught.value.size == 0
-    alive._lease = 30.0  # type: ignore[attr-defined]
+    alive._states.lease = 30.0  # type: ignore[attr-defined]
     data = os.urandom(PART_SIZE + 500)  # a part: numbered past the dead writer's
     assert await alive.append("u1", 0, chunks(data)) == len(data)
     assert await alive.verify("u1", Digest.of(data)) == len(data)
@@ -167,7 +167,7 @@ async def test_a_writer_that_outlived_its_lease_stores_nothing(open_blobs: OpenB
     refused, and what the other acknowledged, a whole part and a tail, stays as it was."""
     slow, fast = open_blobs(), open_blobs()
     await slow.start_upload("u1")
-    slow._lease = 1.0  # type: ignore[attr-defined]
+    slow._states.lease = 1.0  # type: ignore[attr-defined]
     wake = asyncio.Event()
     asked = asyncio.Event()
 

@@ -7,25 +7,21 @@ verified: the completed upload is hashed (by the process that saw every byte, or
 it back) and only then copied, server-side, to its content address.
 
 Writers of one upload (the store instances of several processes) take turns by a lease kept
-in the state object and changed only by compare-and-swap (a conditional PUT, `If-Match` its
-ETag). The lease is taken before any byte is stored, renewed while the body arrives, and given
-back with the new size; a writer finding it held waits, for one lease's time at most, until
-it is given back or, its holder dead, lapses. A writer stores only what no committed state
-names: part numbers from a range the state handed to its lease alone, and a tail object of a
-new name. So one that outlived its lease can neither commit nor overwrite what another
-acknowledged.
+in the state object and changed only by compare-and-swap (`s3_uploads.py`). The lease is
+taken before any byte is stored, renewed while the body arrives, and given back with the new
+size; a writer finding it held waits, for one lease's time at most, until it is given back or,
+its holder dead, lapses. A writer stores only what no committed state names: part numbers
+from a range the state handed to its lease alone, and a tail object of a new name. So one that
+outlived its lease can neither commit nor overwrite what another acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,56 +33,15 @@ from ocinest.oci.digest import CANONICAL, Digest, Hasher, new_hasher
 from ocinest.storage.errors import (
     DigestMismatch,
     UploadBusy,
-    UploadComplete,
     UploadOffsetMismatch,
     UploadUnknown,
 )
+from ocinest.storage.s3_uploads import LEASE, Held, Lease, State, UploadStates, missing
 
 T = TypeVar("T")
 MIN_PART = 5 << 20  # S3's smallest part but the last
 READ_CHUNK = 1 << 20
 MAX_COPY = 5 << 30  # S3's largest part copied server-side
-PART_NUMBERS = 64  # handed to a lease at a time
-LEASE = 10.0  # seconds a lease lasts unless renewed
-
-
-@dataclass
-class _State:
-    """An upload session, as kept in `uploads/<id>/state`."""
-
-    multipart: str
-    parts: list[dict[str, Any]] = field(default_factory=list)  # PartNumber, ETag, Size
-    size: int = 0
-    tail: int = 0  # bytes in the tail object
-    tail_key: str = ""  # the tail object's name under the upload, "" when there is none
-    completed: bool = False
-    next_part: int = 1  # the first part number no lease was handed
-    writer: str = ""  # the token of the lease's holder, "" when free
-    until: float = 0.0  # when the lease expires (time.time())
-
-
-class _Lease:
-    """A writer's hold on an upload: the state as it committed it and that state's ETag."""
-
-    def __init__(self, state: _State, etag: str, token: str) -> None:
-        self.state, self.etag, self.token = state, etag, token
-        self.next = state.next_part  # its next part number; it may use up to state.next_part - 1
-
-
-class _Held(Exception):
-    """Another writer holds the upload's lease; `size` is the upload's size meanwhile."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__(f"upload is {size} bytes long and being written to")
-        self.size = size
-
-
-def _precondition_failed(exc: ClientError) -> bool:
-    return bool(exc.response.get("Error", {}).get("Code") == "PreconditionFailed")
-
-
-def _missing(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NoSuchUpload")
 
 
 class S3BlobStore:
@@ -120,7 +75,7 @@ class S3BlobStore:
         self._prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self._part_size = max(part_size, MIN_PART)
         self._redirect = redirect
-        self._lease = lease
+        self._states = UploadStates(self._s3, bucket, self._prefix, lease)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="ocinest-s3")
         self._hashers: dict[str, tuple[Hasher, int]] = {}
         try:
@@ -137,58 +92,17 @@ class S3BlobStore:
     def _blob_key(self, digest: Digest) -> str:
         return f"{self._prefix}blobs/{digest.algorithm}/{digest.encoded[:2]}/{digest.encoded}"
 
-    def _upload_key(self, upload_id: str, name: str) -> str:
-        return f"{self._prefix}uploads/{upload_id}/{name}"
-
-    # Upload state
-
-    def _load(self, upload_id: str) -> _State | None:
-        loaded = self._fetch(upload_id)
-        return None if loaded is None else loaded[0]
-
-    def _fetch(self, upload_id: str) -> tuple[_State, str] | None:
-        """The state and its ETag."""
-        try:
-            body = self._s3.get_object(
-                Bucket=self._bucket, Key=self._upload_key(upload_id, "state")
-            )
-        except ClientError as exc:
-            if _missing(exc):
-                return None
-            raise
-        return _State(**json.loads(body["Body"].read())), body["ETag"]
-
-    def _save(self, upload_id: str, state: _State, etag: str | None) -> str | None:
-        """Write the state if its ETag is still `etag` (None: if there is none); its new ETag,
-        or None when another writer changed it first."""
-        # Ceph RGW (16.2) matches If-Match against the bare ETag only, without its quotes.
-        condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag.strip('"')}
-        try:
-            answer = self._s3.put_object(
-                Bucket=self._bucket,
-                Key=self._upload_key(upload_id, "state"),
-                Body=json.dumps(state.__dict__).encode(),
-                **condition,
-            )
-        except ClientError as exc:
-            if not _precondition_failed(exc):
-                raise
-            # Refused, or done by an attempt whose answer was lost and then refused on retry.
-            now = self._fetch(upload_id)
-            return now[1] if now is not None and now[0] == state else None
-        return str(answer["ETag"])
-
     async def _take(
-        self, upload_id: str, offset: int | None, loaded: tuple[_State, str] | None = None
-    ) -> _Lease:
+        self, upload_id: str, offset: int | None, loaded: tuple[State, str] | None = None
+    ) -> Lease:
         """Take the upload's lease for appending at `offset` (None: to complete it), from the
         state as `loaded` when given. While another writer holds it, wait (for one lease's
         time at most) until it gives it back or, should it have died, until it lapses."""
-        deadline = time.monotonic() + self._lease
+        deadline = time.monotonic() + self._states.lease
         while True:
             try:
-                return await self._run(self._grant, upload_id, offset, loaded)
-            except _Held as held:
+                return await self._run(self._states.grant, upload_id, offset, loaded)
+            except Held as held:
                 if time.monotonic() < deadline:
                     loaded = None
                     await asyncio.sleep(0.2)
@@ -196,76 +110,6 @@ class S3BlobStore:
                     raise UploadBusy(upload_id) from None
                 else:
                     raise UploadOffsetMismatch(held.size) from None
-
-    def _grant(
-        self, upload_id: str, offset: int | None, loaded: tuple[_State, str] | None
-    ) -> _Lease:
-        """Take the lease at once, or raise `_Held`."""
-        token = uuid.uuid4().hex
-        while True:
-            loaded = loaded or self._fetch(upload_id)
-            if loaded is None:
-                raise UploadUnknown(upload_id)
-            state, etag = loaded
-            if state.completed:
-                raise UploadComplete(upload_id)
-            if offset is not None and offset != state.size:
-                raise UploadOffsetMismatch(state.size)
-            if state.writer and state.until > time.time():
-                raise _Held(state.size)
-            lease = _Lease(state, etag, token)
-            leased = self._leased(lease, PART_NUMBERS)
-            new = self._save(upload_id, leased, etag)
-            if new is not None:
-                lease.state, lease.etag = leased, new
-                return lease
-            loaded = None
-
-    def _leased(self, lease: _Lease, numbers: int) -> _State:
-        """The lease's state, renewed from now and with `numbers` more part numbers."""
-        return _State(
-            **{
-                **lease.state.__dict__,
-                "writer": lease.token,
-                "until": time.time() + self._lease,
-                "next_part": lease.state.next_part + numbers,
-            }
-        )
-
-    def _due(self, lease: _Lease, part: bool) -> bool:
-        """Whether the lease is half through its time or, when `part`, out of part numbers."""
-        spare = not part or lease.next < lease.state.next_part
-        return not spare or time.time() > lease.state.until - self._lease / 2
-
-    def _renew(self, upload_id: str, lease: _Lease, part: bool) -> None:
-        """Renew the lease when due; raises when it was lost."""
-        if not self._due(lease, part):
-            return
-        leased = self._leased(lease, PART_NUMBERS)
-        etag = self._save(upload_id, leased, lease.etag)
-        if etag is None:
-            raise self._lost(upload_id)
-        lease.state, lease.etag = leased, etag
-
-    def _release(self, upload_id: str, lease: _Lease, state: _State) -> None:
-        """Commit `state` (the lease's, changed) and give the lease back; raises when the
-        lease was lost, and nothing is committed."""
-        state.writer, state.until = "", 0.0
-        if self._save(upload_id, state, lease.etag) is None:
-            raise self._lost(upload_id)
-
-    def _lost(self, upload_id: str) -> UploadOffsetMismatch:
-        """The lease expired and another writer took the upload over."""
-        now = self._load(upload_id)
-        return UploadOffsetMismatch(0 if now is None else now.size)
-
-    def _tail(self, upload_id: str, state: _State) -> bytes:
-        if not state.tail:
-            return b""
-        body = self._s3.get_object(
-            Bucket=self._bucket, Key=self._upload_key(upload_id, state.tail_key)
-        )
-        return bytes(body["Body"].read())
 
     # BlobStore
 
@@ -301,15 +145,15 @@ class S3BlobStore:
     async def start_upload(self, upload_id: str) -> None:
         def start() -> None:
             created = self._s3.create_multipart_upload(
-                Bucket=self._bucket, Key=self._upload_key(upload_id, "data")
+                Bucket=self._bucket, Key=self._states.key(upload_id, "data")
             )
-            self._save(upload_id, _State(created["UploadId"]), None)
+            self._states.save(upload_id, State(created["UploadId"]), None)
 
         await self._run(start)
         self._hashers[upload_id] = (new_hasher(CANONICAL), 0)
 
     async def upload_size(self, upload_id: str) -> int | None:
-        state = await self._run(self._load, upload_id)
+        state = await self._run(self._states.load, upload_id)
         return None if state is None else state.size
 
     async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int:
@@ -324,7 +168,7 @@ class S3BlobStore:
         def put_part(number: int, data: bytes) -> None:
             answer = self._s3.upload_part(
                 Bucket=self._bucket,
-                Key=self._upload_key(upload_id, "data"),
+                Key=self._states.key(upload_id, "data"),
                 UploadId=state.multipart,
                 PartNumber=number,
                 Body=data,
@@ -332,11 +176,11 @@ class S3BlobStore:
             parts.append({"PartNumber": number, "ETag": answer["ETag"], "Size": len(data)})
 
         try:
-            buffer = bytearray(await self._run(self._tail, upload_id, state))
+            buffer = bytearray(await self._run(self._states.tail, upload_id, state))
             try:
                 async for chunk in chunks:
-                    if self._due(lease, False):  # a slow body keeps its lease too
-                        await self._run(self._renew, upload_id, lease, False)
+                    if self._states.due(lease, False):  # a slow body keeps its lease too
+                        await self._run(self._states.renew, upload_id, lease, False)
                     if hasher is not None:
                         hasher.update(chunk)
                     buffer += chunk
@@ -346,8 +190,8 @@ class S3BlobStore:
                         del buffer[: self._part_size]
                         if pending is not None:
                             await pending  # one part in flight while the next is read
-                        if self._due(lease, True):
-                            await self._run(self._renew, upload_id, lease, True)
+                        if self._states.due(lease, True):
+                            await self._run(self._states.renew, upload_id, lease, True)
                         pending = self._run(put_part, lease.next, part)
                         lease.next += 1
             finally:
@@ -355,7 +199,7 @@ class S3BlobStore:
                     await asyncio.shield(pending)
             parts.sort(key=lambda p: p["PartNumber"])
             tail_key = f"tail.{lease.token}" if buffer else ""
-            new = _State(
+            new = State(
                 **{
                     **state.__dict__,
                     "parts": state.parts + parts,
@@ -367,27 +211,27 @@ class S3BlobStore:
             )
 
             def commit() -> None:
-                self._renew(upload_id, lease, False)
+                self._states.renew(upload_id, lease, False)
                 if buffer:
                     self._s3.put_object(
                         Bucket=self._bucket,
-                        Key=self._upload_key(upload_id, tail_key),
+                        Key=self._states.key(upload_id, tail_key),
                         Body=bytes(buffer),
                     )
-                self._release(upload_id, lease, new)
+                self._states.release(upload_id, lease, new)
 
             await self._run(commit)
         except BaseException:
             # Give the lease back unchanged (the part numbers it had stay spent), so that the
             # client may retry at once; should that fail too, the lease expires.
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._run(self._release, upload_id, lease, lease.state))
+                await asyncio.shield(self._run(self._states.release, upload_id, lease, lease.state))
             raise
         if state.tail:
             await self._run(
                 self._s3.delete_object,
                 Bucket=self._bucket,
-                Key=self._upload_key(upload_id, state.tail_key),
+                Key=self._states.key(upload_id, state.tail_key),
             )
         if hasher is not None:
             self._hashers[upload_id] = (hasher, size)
@@ -395,17 +239,17 @@ class S3BlobStore:
 
     async def verify(self, upload_id: str, digest: Digest) -> int:
         running = self._hashers.pop(upload_id, None)
-        loaded = await self._run(self._fetch, upload_id)
+        loaded = await self._run(self._states.fetch, upload_id)
         if loaded is None:
             raise UploadUnknown(upload_id)
         lease = None if loaded[0].completed else await self._take(upload_id, None, loaded)
 
         def finish() -> int:
             state = loaded[0]
-            key = self._upload_key(upload_id, "data")
+            key = self._states.key(upload_id, "data")
             if lease is not None:
                 state = lease.state
-                tail = self._tail(upload_id, state)
+                tail = self._states.tail(upload_id, state)
                 if not state.parts and not tail:
                     # An empty blob: S3 wants at least one part; write it plainly.
                     self._s3.abort_multipart_upload(
@@ -427,10 +271,10 @@ class S3BlobStore:
                         )
                     self._complete(upload_id, lease, parts)
                 done = {"completed": True, "tail": 0, "tail_key": ""}
-                self._release(upload_id, lease, _State(**{**state.__dict__, **done}))
+                self._states.release(upload_id, lease, State(**{**state.__dict__, **done}))
                 if tail:
                     self._s3.delete_object(
-                        Bucket=self._bucket, Key=self._upload_key(upload_id, state.tail_key)
+                        Bucket=self._bucket, Key=self._states.key(upload_id, state.tail_key)
                     )
             if running is not None and running[1] == state.size and digest.algorithm == CANONICAL:
                 actual = running[0].hexdigest()
@@ -442,14 +286,14 @@ class S3BlobStore:
 
         return await self._run(finish)
 
-    def _complete(self, upload_id: str, lease: _Lease, parts: list[dict[str, Any]]) -> None:
+    def _complete(self, upload_id: str, lease: Lease, parts: list[dict[str, Any]]) -> None:
         """Complete the upload's multipart upload of `parts` (PartNumber, ETag, Size).
 
         Ceph RGW (16.2) completes one only with every part that was uploaded to it, and a
         writer that died or outlived its lease may have left some no state names. Then the
         upload is completed with them all, and the named parts' bytes are copied, server-side,
         into a new multipart upload of the data."""
-        key = self._upload_key(upload_id, "data")
+        key = self._states.key(upload_id, "data")
         multipart = lease.state.multipart
 
         def complete(upload: str, parts: list[dict[str, Any]]) -> None:
@@ -490,7 +334,7 @@ class S3BlobStore:
         copy = self._s3.create_multipart_upload(Bucket=self._bucket, Key=key)["UploadId"]
         copied = []
         for number, (start, end) in enumerate(ranges, 1):
-            self._renew(upload_id, lease, False)
+            self._states.renew(upload_id, lease, False)
             answer = self._s3.upload_part_copy(
                 Bucket=self._bucket,
                 Key=key,
@@ -514,12 +358,12 @@ class S3BlobStore:
         # commit, the upload keeps its data.
         try:
             self._s3.copy(
-                {"Bucket": self._bucket, "Key": self._upload_key(upload_id, "data")},
+                {"Bucket": self._bucket, "Key": self._states.key(upload_id, "data")},
                 self._bucket,
                 self._blob_key(digest),
             )
         except ClientError as exc:
-            if _missing(exc):
+            if missing(exc):
                 raise UploadUnknown(upload_id) from None
             raise
 
@@ -530,16 +374,16 @@ class S3BlobStore:
         self._hashers.pop(upload_id, None)
 
         def drop() -> None:
-            state = self._load(upload_id)
+            state = self._states.load(upload_id)
             if state is not None and not state.completed:
                 try:
                     self._s3.abort_multipart_upload(
                         Bucket=self._bucket,
-                        Key=self._upload_key(upload_id, "data"),
+                        Key=self._states.key(upload_id, "data"),
                         UploadId=state.multipart,
                     )
                 except ClientError as exc:
-                    if not _missing(exc):
+                    if not missing(exc):
                         raise
             # Everything the session wrote: its state, data and tails (one a lease each).
             keys = [{"Key": obj["Key"]} for obj in self._list(f"uploads/{upload_id}/")]
