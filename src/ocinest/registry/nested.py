@@ -20,7 +20,7 @@ from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.names import is_tag
-from ocinest.oci.nested import DISCOVERY_HEADERS, NESTED_ANNOTATION
+from ocinest.oci.nested import DISCOVERY_HEADERS, NESTED_ANNOTATION, TreeNode
 from ocinest.registry.config import Config
 from ocinest.registry.listing import count_param
 from ocinest.registry.state import registry
@@ -28,17 +28,17 @@ from ocinest.storage.meta import ManifestNode
 
 NESTED_HEADER = DISCOVERY_HEADERS
 
-Node = dict[str, Any]
+Node = TreeNode  # the wire type of the answer, shared with the client
 Key = tuple[str, str]  # (repository, digest)
 
 
 def _node(
     repository: str,
     digest: str,
-    media_type: str | None = None,
-    size: int | None = None,
+    media_type: str,
+    size: int,
     artifact_type: str | None = None,
-    platform: object = None,
+    platform: dict[str, Any] | None = None,
 ) -> Node:
     """A node as its parent's descriptor gives it, in the answer's order of fields."""
     return {
@@ -124,14 +124,10 @@ class _Tree:
             if parsed is None:
                 node["missing"] = True  # a sparse descriptor whose target was never pushed
             else:
-                node.update(
-                    mediaType=parsed.media_type,
-                    size=parsed.size,
-                    # The descriptor's, else the manifest's own field (no config fallback).
-                    artifactType=node["artifactType"] or parsed.artifact_type,
-                    annotations=parsed.annotations,
-                    referrers=parsed.referrers,
-                )
+                node["mediaType"], node["size"] = parsed.media_type, parsed.size
+                # The descriptor's, else the manifest's own field (no config fallback).
+                node["artifactType"] = node["artifactType"] or parsed.artifact_type
+                node["annotations"], node["referrers"] = parsed.annotations, parsed.referrers
                 below += self._children(node, parsed, depth)
             self._count(node, parsed)
         return below
@@ -152,7 +148,7 @@ class _Tree:
             raise self._too_large(
                 f"has more than {self.config.tree_max_nodes} nodes (tree_max_nodes)"
             )
-        children = [dict(child) for child in parsed.children]
+        children = [child.copy() for child in parsed.children]
         node["children"] = children
         return children
 
@@ -190,7 +186,12 @@ async def get_tree(request: web.Request, name: str, reference: str) -> web.Respo
         count_param(request, "depth", config.tree_max_depth),
         "depth" in request.query,
     )
-    root = _node(root_manifest.repository, root_manifest.digest)
+    root = _node(
+        root_manifest.repository,
+        root_manifest.digest,
+        root_manifest.media_type,
+        len(root_manifest.content),
+    )
     level = [root]
     depth = 0
     while level:
