@@ -22,6 +22,7 @@ from ocinest.client import (
     Stats,
     parse_reference,
 )
+from ocinest.oci.digest import DigestError
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -96,6 +97,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except ClientError as exc:
         fail(exc.message, int(exc.kind))
+    except DigestError as exc:  # in what a registry or a layout answered
+        fail(f"invalid content: {exc}", int(Kind.FAILED))
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except OSError as exc:

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ocinest.oci.digest import Digest
+from ocinest.oci.digest import Digest, DigestError
 from ocinest.oci.errors import OCIError
 from ocinest.oci.names import child_path_problem, is_tag, validate_name
 
@@ -32,8 +32,8 @@ def _split_digest(text: str, rest: str) -> tuple[str, Digest | None]:
     rest, raw = rest.rsplit("@", 1)
     try:
         return rest, Digest.parse(raw)
-    except OCIError as exc:
-        raise _bad(text, exc.errors[0].detail) from None
+    except DigestError as exc:
+        raise _bad(text, str(exc)) from None
 
 
 def _split_tag(text: str, rest: str) -> tuple[str, str | None]:

@@ -7,8 +7,6 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from ocinest.oci.errors import ErrorCode, OCIError
-
 # The grammar of the image spec (descriptor.md, "Digests").
 _GRAMMAR = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+\Z")
 # Registered algorithms and their encoded form.
@@ -18,6 +16,10 @@ _ENCODED = {
 }
 ALGORITHMS = tuple(_ENCODED)
 CANONICAL = "sha256"
+
+
+class DigestError(ValueError):
+    """A digest that is malformed or of an unsupported algorithm; the message says which."""
 
 
 class Hasher(Protocol):
@@ -40,18 +42,17 @@ class Digest:
 
     @classmethod
     def parse(cls, value: str) -> Digest:
-        """Parse `value`, raising `DIGEST_INVALID` when it is malformed or unsupported."""
+        """Parse `value`, raising `DigestError` when it is malformed or unsupported."""
         if len(value) > 256 or not _GRAMMAR.match(value):
-            raise OCIError(ErrorCode.DIGEST_INVALID, f"invalid digest {value[:300]!r}")
+            raise DigestError(f"invalid digest {value[:300]!r}")
         algorithm, encoded = value.split(":", 1)
         pattern = _ENCODED.get(algorithm)
         if pattern is None:
-            raise OCIError(
-                ErrorCode.DIGEST_INVALID,
-                f"unsupported digest algorithm {algorithm!r} (supported: {', '.join(ALGORITHMS)})",
+            raise DigestError(
+                f"unsupported digest algorithm {algorithm!r} (supported: {', '.join(ALGORITHMS)})"
             )
         if not pattern.match(encoded):
-            raise OCIError(ErrorCode.DIGEST_INVALID, f"invalid {algorithm} digest {value!r}")
+            raise DigestError(f"invalid {algorithm} digest {value!r}")
         return cls(algorithm, encoded)
 
     @classmethod
@@ -68,6 +69,6 @@ class Digest:
 def new_hasher(algorithm: str = CANONICAL) -> Hasher:
     """A fresh hasher for a registered algorithm."""
     if algorithm not in _ENCODED:
-        raise OCIError(ErrorCode.DIGEST_INVALID, f"unsupported digest algorithm {algorithm!r}")
+        raise DigestError(f"unsupported digest algorithm {algorithm!r}")
     h: Hasher = hashlib.new(algorithm)
     return h

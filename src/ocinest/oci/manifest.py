@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ocinest.oci import mediatypes as mt
-from ocinest.oci.digest import Digest
+from ocinest.oci.digest import Digest, DigestError
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.names import child_path_problem
 from ocinest.oci.nested import NESTED_ANNOTATION as NESTED_ANNOTATION  # re-exported
@@ -89,8 +89,8 @@ class Descriptor:
             raise _invalid(f"{where}: missing digest")
         try:
             digest = Digest.parse(digest_raw)
-        except OCIError as exc:
-            raise _invalid(f"{where}: {exc.errors[0].detail}") from None
+        except DigestError as exc:
+            raise _invalid(f"{where}: {exc}") from None
         size = raw.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise _invalid(f"{where}: size must be a non-negative integer, got {size!r}")

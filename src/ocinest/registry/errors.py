@@ -8,6 +8,7 @@ import logging
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
+from ocinest.oci.digest import DigestError
 from ocinest.oci.errors import ErrorCode, ErrorDetail, OCIError
 from ocinest.storage.errors import (
     BlobUnknown,
@@ -102,6 +103,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(request, err)
     except StorageError as err:
         return error_response(request, storage_error(err))
+    except DigestError as err:
+        return error_response(request, OCIError(ErrorCode.DIGEST_INVALID, str(err)))
     except web.HTTPError as exc:
         return error_response(request, _oci_error(request, exc))
     except web.HTTPException:
