@@ -44,6 +44,21 @@ def _visible_blob_size(c: Connection, repo_id: int, digest: str) -> int | None:
     return None if row is None else int(row[0])
 
 
+def _referrer_blob_size(c: Connection, repo_id: int, digest: str) -> int | None:
+    """The blob's size when a referrer of content the repository reaches through nested
+    descriptors needs it (contract rule 6: such referrers are readable through the parent)."""
+    row = c.execute(
+        "SELECT b.size FROM blobs b "
+        "JOIN refs f ON f.target_digest = b.digest AND f.kind = 'blob' "
+        "JOIN manifests m ON m.repo_id = f.repo_id AND m.digest = f.digest "
+        "JOIN reach x ON x.repo_id = ? AND x.digest = m.subject AND x.kind = 'manifest'"
+        " AND x.target_repo_id = m.repo_id "
+        "WHERE b.digest = ? LIMIT 1",
+        (repo_id, digest),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
 def _closure(c: Connection, roots: list[tuple[int, str]]) -> set[tuple[str, int, str]]:
     """Everything the manifests `roots` (repo_id, digest) reach through reference edges,
     themselves included, as (kind, repo_id, digest)."""
@@ -75,7 +90,10 @@ class SQLMetaStore(GCQueries):
     async def blob_size(self, repository: str, digest: Digest) -> int | None:
         def size(c: Connection) -> int | None:
             repo_id = find_repo(c, repository)
-            return None if repo_id is None else _visible_blob_size(c, repo_id, str(digest))
+            if repo_id is None:
+                return None
+            found = _visible_blob_size(c, repo_id, str(digest))
+            return found if found is not None else _referrer_blob_size(c, repo_id, str(digest))
 
         return await self._db.read(size)
 
@@ -143,9 +161,17 @@ class SQLMetaStore(GCQueries):
                 "SELECT t.name, m.digest, m.media_type, m.content FROM repositories p "
                 "JOIN reach x ON x.repo_id = p.id AND x.digest = ? AND x.kind = 'manifest' "
                 "JOIN manifests m ON m.repo_id = x.target_repo_id AND m.digest = x.digest "
+                "JOIN repositories t ON t.id = m.repo_id WHERE p.name = ? "
+                "UNION ALL "  # a referrer of reachable content (rule 6)
+                "SELECT t.name, m.digest, m.media_type, m.content FROM repositories p "
+                "JOIN reach x ON x.repo_id = p.id AND x.kind = 'manifest' "
+                "JOIN manifests m ON m.repo_id = x.target_repo_id AND m.subject = x.digest"
+                " AND m.digest = ? "
                 "JOIN repositories t ON t.id = m.repo_id WHERE p.name = ? LIMIT 1"
             )
-            params: tuple[str, ...] = (repository, reference, reference, repository)
+            params: tuple[str, ...] = (
+                repository, reference, reference, repository, reference, repository
+            )  # fmt: skip
         else:
             sql = (
                 "SELECT r.name, m.digest, m.media_type, m.content FROM repositories r "
@@ -158,15 +184,30 @@ class SQLMetaStore(GCQueries):
         return None if row is None else StoredManifest(row[0], row[1], row[2], bytes(row[3]))
 
     async def reached_through(self, repository: str, digest: str, kind: str) -> list[str]:
-        rows = await self._db.read(
-            lambda c: c.execute(
-                "SELECT DISTINCT p.name FROM repositories t "
-                "JOIN reach x ON x.target_repo_id = t.id AND x.digest = ? AND x.kind = ? "
-                "JOIN repositories p ON p.id = x.repo_id WHERE t.name = ?",
-                (digest, kind, repository),
-            ).fetchall()
+        # Reached itself, or a referrer (a manifest whose subject is reached) or a blob of one.
+        if kind == "manifest":
+            referrer = (
+                "SELECT m.subject FROM manifests m WHERE m.repo_id = t.id AND m.digest = ?"
+            )
+        else:
+            referrer = (
+                "SELECT m.subject FROM refs f JOIN manifests m"
+                " ON m.repo_id = f.repo_id AND m.digest = f.digest "
+                "WHERE f.target_digest = ? AND f.target_repo_id = t.id AND f.kind = 'blob'"
+            )
+        sql = (
+            "SELECT DISTINCT p.name FROM repositories t "
+            "JOIN reach x ON x.target_repo_id = t.id AND x.kind = ? AND x.digest = ? "
+            "JOIN repositories p ON p.id = x.repo_id WHERE t.name = ? "
+            "UNION "
+            "SELECT DISTINCT p.name FROM repositories t "
+            "JOIN reach x ON x.target_repo_id = t.id AND x.kind = 'manifest' "
+            f"AND x.digest IN ({referrer}) "
+            "JOIN repositories p ON p.id = x.repo_id WHERE t.name = ?"
         )
-        return [r[0] for r in rows]
+        args = (kind, digest, repository, digest, repository)
+        rows = await self._db.read(lambda c: c.execute(sql, args).fetchall())
+        return sorted(r[0] for r in rows)
 
     async def manifest_nodes(
         self, keys: list[tuple[str, str]]
@@ -349,16 +390,26 @@ class SQLMetaStore(GCQueries):
     async def list_referrers(
         self, repository: str, subject: Digest, artifact_type: str | None
     ) -> list[Referrer]:
-        sql = (
-            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations "
-            "FROM repositories r JOIN manifests m ON m.repo_id = r.id "
+        # Its own, and those kept where the subject is when this repository reaches it
+        # through nested descriptors (contract rule 6).
+        columns = "m.digest, m.media_type, m.size, m.artifact_type, m.annotations"
+        own = (
+            f"SELECT {columns} FROM repositories r JOIN manifests m ON m.repo_id = r.id "
             "WHERE r.name = ? AND m.subject = ?"
         )
-        args: tuple[str, ...] = (repository, str(subject))
+        reached = (
+            f"SELECT {columns} FROM repositories p "
+            "JOIN reach x ON x.repo_id = p.id AND x.digest = ? AND x.kind = 'manifest' "
+            "JOIN manifests m ON m.repo_id = x.target_repo_id AND m.subject = x.digest "
+            "WHERE p.name = ?"
+        )
+        args: tuple[str, ...] = (repository, str(subject), str(subject), repository)
         if artifact_type is not None:
-            sql += " AND m.artifact_type = ?"
-            args += (artifact_type,)
-        sql += " ORDER BY m.digest"
+            own += " AND m.artifact_type = ?"
+            reached += " AND m.artifact_type = ?"
+            args = (repository, str(subject), artifact_type, str(subject), repository,
+                    artifact_type)  # fmt: skip
+        sql = f"{own} UNION {reached} ORDER BY 1"
         rows = await self._db.read(lambda c: c.execute(sql, args).fetchall())
         return [
             Referrer(r[0], r[1], int(r[2]), r[3], json.loads(r[4]) if r[4] else {}) for r in rows
