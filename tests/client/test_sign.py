@@ -16,6 +16,7 @@ import httpx
 import nacl.secret
 import nacl.utils
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from securesystemslib.dsse import Envelope
@@ -51,9 +52,14 @@ def key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def problem(bundle: bytes, public: ec.EllipticCurvePublicKey, digest: Digest = NODE) -> str:
+def problem(
+    bundle: bytes,
+    public: ec.EllipticCurvePublicKey,
+    digest: Digest = NODE,
+    predicate: str = COSIGN_SIGN_PREDICATE,
+) -> str:
     with pytest.raises(SignatureProblem) as info:
-        verify_bundle(bundle, public, digest)
+        verify_bundle(bundle, public, digest, predicate)
     return info.value.reason
 
 
@@ -386,3 +392,46 @@ def test_a_tampered_signature_in_the_registry_names_its_node(
     out = cli("verify", f"{server.host}/solo/app:v1", "--key", str(public), check=False)
     assert out.returncode == 1
     assert f"solo/app@{digest}" in out.stdout and "it was altered" in out.stdout
+
+
+# A bundle cosign itself produced (tests/fixtures/cosign/README.md says where from)
+
+COSIGN_FIXTURE = (
+    Path(__file__).parent.parent / "fixtures" / "cosign" / "oci-attestation.sigstore.json"
+)
+COSIGN_SUBJECT = Digest.parse(
+    "sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4"
+)
+COSIGN_PREDICATE = "https://cosign.sigstore.dev/attestation/v1"
+
+
+def test_a_bundle_cosign_wrote_verifies_with_its_signers_key() -> None:
+    raw = COSIGN_FIXTURE.read_bytes()
+    doc = json.loads(raw)
+    leaf = x509.load_der_x509_certificate(
+        base64.b64decode(doc["verificationMaterial"]["certificate"]["rawBytes"])
+    )
+    public = leaf.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    verified = verify_bundle(raw, public, COSIGN_SUBJECT, COSIGN_PREDICATE)
+    assert verified.names == ("127.0.0.1:60943/repo",)
+    # As a signature (the sign predicate) it is refused for what it is, not for its signature.
+    assert "the predicate is 'https://cosign.sigstore.dev/attestation/v1'" in problem(
+        raw, public, COSIGN_SUBJECT
+    )
+    assert f"is of {COSIGN_SUBJECT}, not {OTHER}" in problem(raw, public, OTHER, COSIGN_PREDICATE)
+    other = ec.generate_private_key(ec.SECP256R1()).public_key()
+    assert "does not verify with this key" in problem(raw, other, COSIGN_SUBJECT, COSIGN_PREDICATE)
+    # One byte of the signed payload changed: the signature no longer matches.
+    payload = bytearray(base64.b64decode(doc["dsseEnvelope"]["payload"]))
+    payload[-3] ^= 1
+    doc["dsseEnvelope"]["payload"] = base64.b64encode(bytes(payload)).decode()
+    tampered = json.dumps(doc).encode()
+    assert "does not verify" in problem(tampered, public, COSIGN_SUBJECT, COSIGN_PREDICATE)
+    # The published models and securesystemslib read it as we do.
+    parsed = Bundle.from_dict(json.loads(raw))
+    assert parsed.dsse_envelope.payload_type == INTOTO_PAYLOAD_TYPE
+    envelope = json.loads(raw)["dsseEnvelope"]
+    envelope["signatures"] = [{**s, "keyid": "leaf"} for s in envelope["signatures"]]
+    accepted = Envelope.from_dict(envelope).verify([SSlibKey.from_crypto(public, "leaf")], 1)
+    assert list(accepted) == ["leaf"]

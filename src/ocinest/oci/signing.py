@@ -136,9 +136,15 @@ def _object(value: object, what: str) -> dict[str, Any]:
     return value
 
 
-def verify_bundle(bundle: bytes, public_key: ec.EllipticCurvePublicKey, digest: Digest) -> Verified:
-    """Check that `bundle` is a DSSE-signed cosign signature of `digest` made with
-    `public_key`; `SignatureProblem` saying why not."""
+def verify_bundle(
+    bundle: bytes,
+    public_key: ec.EllipticCurvePublicKey,
+    digest: Digest,
+    predicate_type: str = COSIGN_SIGN_PREDICATE,
+) -> Verified:
+    """Check that `bundle` is a DSSE-signed in-toto statement about `digest` (a cosign
+    signature unless another `predicate_type` is named) made with `public_key`;
+    `SignatureProblem` saying why not."""
     try:
         doc = json.loads(bundle)
     except (ValueError, UnicodeDecodeError):
@@ -166,17 +172,21 @@ def verify_bundle(bundle: bytes, public_key: ec.EllipticCurvePublicKey, digest: 
         except InvalidSignature:
             continue
     else:
-        if hint and hint != ours:
+        if hint == ours:
+            raise SignatureProblem("the signature does not match the bundle: it was altered")
+        if hint:
             raise SignatureProblem(f"signed by another key (hint {hint}, not {ours})")
-        raise SignatureProblem("the signature does not match the bundle: it was altered")
+        raise SignatureProblem("the signature does not verify with this key (another key?)")
     if payload_type != INTOTO_PAYLOAD_TYPE:
         raise SignatureProblem(f"the envelope's payload is {payload_type!r}, not an in-toto one")
     try:
         stmt = _object(json.loads(payload), "the statement")
     except ValueError:
         raise SignatureProblem("the signed statement is not JSON") from None
-    if stmt.get("predicateType") != COSIGN_SIGN_PREDICATE:
-        raise SignatureProblem(f"not a signature: the predicate is {stmt.get('predicateType')!r}")
+    if stmt.get("predicateType") != predicate_type:
+        raise SignatureProblem(
+            f"the predicate is {stmt.get('predicateType')!r}, not {predicate_type!r}"
+        )
     subjects = stmt.get("subject")
     if not isinstance(subjects, list):
         raise SignatureProblem("the signed statement has no subject")
