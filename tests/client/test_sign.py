@@ -40,7 +40,7 @@ from ocinest.oci.signing import (
 )
 from tests.conftest import OCI_INDEX, Server, push_image, push_manifest, sha256
 
-from .conftest import Cli
+from .conftest import Cli, Distribution
 from .helpers import NESTED, descriptor, get_manifest, index_body
 
 NODE = Digest.of(b"a node")
@@ -435,3 +435,42 @@ def test_a_bundle_cosign_wrote_verifies_with_its_signers_key() -> None:
     envelope["signatures"] = [{**s, "keyid": "leaf"} for s in envelope["signatures"]]
     accepted = Envelope.from_dict(envelope).verify([SSlibKey.from_crypto(public, "leaf")], 1)
     assert list(accepted) == ["leaf"]
+
+
+def test_signatures_survive_a_copy_to_a_registry_without_referrers_and_back(
+    server: Server, client: httpx.Client, distribution: Distribution, cli: Cli, tmp_path: Path
+) -> None:
+    """Debian's docker-registry (distribution 2.8) has no referrers API: the signatures go
+    under the `sha256-<hex>` tags, and verify finds them there, then back on ocinest."""
+    nodes = _tree(client)
+    private, public = _keys(cli, tmp_path, "team")
+    cli("sign", f"{server.host}/{PARENT}:v1", "--key", str(private), "-r")
+    there = f"{distribution.host}/{PARENT}:v1"
+    cli("copy", "--referrers", f"{server.host}/{PARENT}:v1", there)
+    r = httpx.get(
+        f"{distribution.url}/v2/{PARENT}/app1/manifests/sha256-{nodes['app1'][7:]}",
+        headers={"Accept": OCI_INDEX},
+    )
+    assert r.status_code == 200, r.text
+    assert [m["artifactType"] for m in r.json()["manifests"]] == [BUNDLE_V03]
+    code, verdicts = _verdicts(cli, there, public)
+    assert code == 0 and set(verdicts) == set(nodes.values())
+
+    back = f"{server.host}/back/set:v1"
+    cli("copy", "--referrers", there, back)
+    code, verdicts = _verdicts(cli, back, public)
+    assert code == 0 and set(verdicts) == set(nodes.values())
+    assert {v["repository"] for v in verdicts.values()} >= {
+        f"{server.host}/back/set/app1",
+        f"{server.host}/back/set/app2",
+    }
+
+    # Signing straight on that registry takes the tag scheme too.
+    solo, _ = push_image(client, "solo", tag="v1")
+    cli("copy", f"{server.host}/solo:v1", f"{distribution.host}/solo:v1")
+    cli("sign", f"{distribution.host}/solo:v1", "--key", str(private))
+    r = httpx.get(
+        f"{distribution.url}/v2/solo/manifests/sha256-{solo[7:]}", headers={"Accept": OCI_INDEX}
+    )
+    assert r.status_code == 200 and len(r.json()["manifests"]) == 1
+    cli("verify", f"{distribution.host}/solo:v1", "--key", str(public))

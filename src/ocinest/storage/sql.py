@@ -30,8 +30,9 @@ from ocinest.storage.sql_gc import GCQueries
 
 def _visible_blob_size(c: Connection, repo_id: int, digest: str) -> int | None:
     """The blob's size when it is visible in the repository: linked there (pushed or
-    mounted), referenced by one of its manifests (which keeps it after a blob DELETE), or
-    reachable through nested descriptors of its manifests."""
+    mounted), referenced by one of its manifests (which keeps it after a blob DELETE),
+    reachable through nested descriptors of its manifests, or needed by a referrer of content
+    so reached (what reads see, writes may reference)."""
     row = c.execute(
         "SELECT b.size FROM blobs b WHERE b.digest = ? AND ("
         " EXISTS (SELECT 1 FROM repo_blobs rb WHERE rb.repo_id = ? AND rb.digest = b.digest)"
@@ -41,7 +42,7 @@ def _visible_blob_size(c: Connection, repo_id: int, digest: str) -> int | None:
         "  AND x.digest = b.digest AND x.kind = 'blob'))",
         (digest, repo_id, repo_id, repo_id),
     ).fetchone()
-    return None if row is None else int(row[0])
+    return _referrer_blob_size(c, repo_id, digest) if row is None else int(row[0])
 
 
 def _referrer_blob_size(c: Connection, repo_id: int, digest: str) -> int | None:
@@ -90,10 +91,7 @@ class SQLMetaStore(GCQueries):
     async def blob_size(self, repository: str, digest: Digest) -> int | None:
         def size(c: Connection) -> int | None:
             repo_id = find_repo(c, repository)
-            if repo_id is None:
-                return None
-            found = _visible_blob_size(c, repo_id, str(digest))
-            return found if found is not None else _referrer_blob_size(c, repo_id, str(digest))
+            return None if repo_id is None else _visible_blob_size(c, repo_id, str(digest))
 
         return await self._db.read(size)
 
