@@ -336,11 +336,15 @@ def test_a_node_signed_only_by_another_key_fails(
     assert app3["repository"] == f"{server.host}/{PARENT}/app3"
     assert sum(not v["ok"] for v in verdicts.values()) == 1
 
-    # A wrong password for the signing key: one clear line, no traceback.
+    # A wrong password for the signing key, or none: one clear line, no traceback.
     cli.env["OCINEST_KEY_PASSWORD"] = "not it"
     out = cli("sign", ref, "--key", str(private), check=False)
     assert out.returncode == 2
     assert "wrong password" in out.stderr and "Traceback" not in out.stderr
+    del cli.env["OCINEST_KEY_PASSWORD"]
+    out = cli("sign", ref, "--key", str(private), check=False)
+    assert out.returncode == 2
+    assert out.stderr == "ocinest: error: the key is encrypted: set OCINEST_KEY_PASSWORD\n"
 
 
 def test_a_re_pointed_child_fails(

@@ -18,18 +18,21 @@ from ocinest.cli.options import (
     reference_arg,
     run,
 )
-from ocinest.client import Client
+from ocinest.client import Client, ClientError, Kind
 from ocinest.client import keys as client_keys
 from ocinest.client import sign as client_sign
 
 
 def _password(confirm: bool = False) -> str:
-    """The key's password: $OCINEST_KEY_PASSWORD, else a prompt (none without a terminal)."""
+    """The key's password: $OCINEST_KEY_PASSWORD, else a prompt; without a terminal, none
+    for a new key, and an error for an encrypted one."""
     env = os.environ.get(client_keys.PASSWORD_ENV)
     if env is not None:
         return env
     if not sys.stdin.isatty():
-        return ""
+        if confirm:
+            return ""
+        raise ClientError(f"the key is encrypted: set {client_keys.PASSWORD_ENV}", kind=Kind.USAGE)
     return str(
         click.prompt(
             "Key password",

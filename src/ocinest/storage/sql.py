@@ -48,13 +48,16 @@ def _visible_blob_size(c: Connection, repo_id: int, digest: str) -> int | None:
 def _referrer_blob_size(c: Connection, repo_id: int, digest: str) -> int | None:
     """The blob's size when a referrer of content the repository reaches through nested
     descriptors needs it (contract rule 6: such referrers are readable through the parent)."""
+    # Driven from what the repository reaches (nothing, for most repositories), never from
+    # the blob's users: a common blob such as the empty config has very many.
     row = c.execute(
-        "SELECT b.size FROM blobs b "
-        "JOIN refs f ON f.target_digest = b.digest AND f.kind = 'blob' "
-        "JOIN manifests m ON m.repo_id = f.repo_id AND m.digest = f.digest "
-        "JOIN reach x ON x.repo_id = ? AND x.digest = m.subject AND x.kind = 'manifest'"
-        " AND x.target_repo_id = m.repo_id "
-        "WHERE b.digest = ? LIMIT 1",
+        "SELECT b.size FROM reach x "
+        "CROSS JOIN manifests m CROSS JOIN refs f CROSS JOIN blobs b "
+        "WHERE x.repo_id = ? AND x.kind = 'manifest' "
+        "AND m.repo_id = x.target_repo_id AND m.subject = x.digest "
+        "AND f.repo_id = m.repo_id AND f.digest = m.digest AND f.kind = 'blob' "
+        "AND f.target_repo_id = m.repo_id AND f.target_digest = ? "
+        "AND b.digest = f.target_digest LIMIT 1",
         (repo_id, digest),
     ).fetchone()
     return None if row is None else int(row[0])
