@@ -214,7 +214,9 @@ def test_referrers_stay_per_repository(
     assert push_manifest(client, "myrepo/ko-build/app1", sha256(sig), sig).status_code == 201
     at_child = client.get(f"/v2/myrepo/ko-build/app1/referrers/{app1}").json()["manifests"]
     assert [m["digest"] for m in at_child] == [sha256(sig)]
-    assert client.get(f"/v2/myrepo/ko-build/referrers/{app1}").json()["manifests"] == []
+    # Kept at the child, and listed through the parent too (rule 6).
+    through = client.get(f"/v2/myrepo/ko-build/referrers/{app1}").json()["manifests"]
+    assert through == at_child
     tree = client.get("/v2/myrepo/ko-build/_ocinest/tree/build-1").json()
     assert tree["children"][0]["referrers"] == 1
 

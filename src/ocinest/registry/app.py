@@ -102,8 +102,11 @@ async def _authorize(
     if auth.can(identity, name, action):
         return
     # Pull on a parent grants pull, by digest, of what its manifests reach in the child: as a
-    # blob or as a manifest, as reached (the same bytes may be both).
+    # blob or as a manifest, as reached (the same bytes may be both), and of the referrers of
+    # that content (their manifests, blobs and listing: rule 6).
     reference = params.get("digest") or params.get("reference") or ""
+    if route == "referrers":
+        route = "manifest"  # the subject's reach decides
     if route in ("blob", "manifest") and action == PULL and Digest.looks_like(reference):
         for ancestor in await reg.meta.reached_through(name, reference, route):
             if auth.can(identity, ancestor, PULL):

@@ -66,8 +66,9 @@ class MetaStore(Protocol):
 
     # Blobs: a blob is visible in a repository only once pushed or mounted there.
     async def blob_size(self, repository: str, digest: Digest) -> int | None:
-        """The blob's size when it is visible in `repository`: linked there, or referenced by
-        one of its manifests."""
+        """The blob's size when it is visible in `repository`: linked there, referenced by
+        one of its manifests, reached through nested descriptors, or needed by a referrer of
+        reached content."""
 
     async def link_blob(
         self,
@@ -92,12 +93,13 @@ class MetaStore(Protocol):
 
     # Manifests and tags.
     async def get_manifest(self, repository: str, reference: str) -> StoredManifest | None:
-        """The manifest by tag, or by digest string: the repository's own, or one reachable
-        through nested descriptors of its manifests."""
+        """The manifest by tag, or by digest string: the repository's own, one reachable
+        through nested descriptors of its manifests, or a referrer of such content."""
 
     async def reached_through(self, repository: str, digest: str, kind: str) -> list[str]:
         """The repositories whose manifests reach this content of `repository`, of `kind`
-        (`manifest` or `blob`: the same bytes may be both), through nested descriptors."""
+        (`manifest` or `blob`: the same bytes may be both), through nested descriptors, or
+        that reach the subject of the referrer manifest that is (or needs) this content."""
 
     async def manifest_nodes(
         self, keys: list[tuple[str, str]]
@@ -127,7 +129,10 @@ class MetaStore(Protocol):
 
     async def list_referrers(
         self, repository: str, subject: Digest, artifact_type: str | None
-    ) -> list[Referrer]: ...
+    ) -> list[Referrer]:
+        """The manifests whose subject is `subject`: the repository's own, and, where the
+        repository reaches `subject` in a child through nested descriptors, those kept
+        there (contract rule 6)."""
 
     # Upload sessions, which survive restarts.
     async def create_upload(self, upload: Upload) -> None: ...

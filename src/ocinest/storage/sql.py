@@ -30,8 +30,9 @@ from ocinest.storage.sql_gc import GCQueries
 
 def _visible_blob_size(c: Connection, repo_id: int, digest: str) -> int | None:
     """The blob's size when it is visible in the repository: linked there (pushed or
-    mounted), referenced by one of its manifests (which keeps it after a blob DELETE), or
-    reachable through nested descriptors of its manifests."""
+    mounted), referenced by one of its manifests (which keeps it after a blob DELETE),
+    reachable through nested descriptors of its manifests, or needed by a referrer of content
+    so reached (what reads see, writes may reference)."""
     row = c.execute(
         "SELECT b.size FROM blobs b WHERE b.digest = ? AND ("
         " EXISTS (SELECT 1 FROM repo_blobs rb WHERE rb.repo_id = ? AND rb.digest = b.digest)"
@@ -40,6 +41,24 @@ def _visible_blob_size(c: Connection, repo_id: int, digest: str) -> int | None:
         " OR EXISTS (SELECT 1 FROM reach x WHERE x.repo_id = ?"
         "  AND x.digest = b.digest AND x.kind = 'blob'))",
         (digest, repo_id, repo_id, repo_id),
+    ).fetchone()
+    return _referrer_blob_size(c, repo_id, digest) if row is None else int(row[0])
+
+
+def _referrer_blob_size(c: Connection, repo_id: int, digest: str) -> int | None:
+    """The blob's size when a referrer of content the repository reaches through nested
+    descriptors needs it (contract rule 6: such referrers are readable through the parent)."""
+    # Driven from what the repository reaches (nothing, for most repositories), never from
+    # the blob's users: a common blob such as the empty config has very many.
+    row = c.execute(
+        "SELECT b.size FROM reach x "
+        "CROSS JOIN manifests m CROSS JOIN refs f CROSS JOIN blobs b "
+        "WHERE x.repo_id = ? AND x.kind = 'manifest' "
+        "AND m.repo_id = x.target_repo_id AND m.subject = x.digest "
+        "AND f.repo_id = m.repo_id AND f.digest = m.digest AND f.kind = 'blob' "
+        "AND f.target_repo_id = m.repo_id AND f.target_digest = ? "
+        "AND b.digest = f.target_digest LIMIT 1",
+        (repo_id, digest),
     ).fetchone()
     return None if row is None else int(row[0])
 
@@ -143,9 +162,17 @@ class SQLMetaStore(GCQueries):
                 "SELECT t.name, m.digest, m.media_type, m.content FROM repositories p "
                 "JOIN reach x ON x.repo_id = p.id AND x.digest = ? AND x.kind = 'manifest' "
                 "JOIN manifests m ON m.repo_id = x.target_repo_id AND m.digest = x.digest "
+                "JOIN repositories t ON t.id = m.repo_id WHERE p.name = ? "
+                "UNION ALL "  # a referrer of reachable content (rule 6)
+                "SELECT t.name, m.digest, m.media_type, m.content FROM repositories p "
+                "JOIN reach x ON x.repo_id = p.id AND x.kind = 'manifest' "
+                "JOIN manifests m ON m.repo_id = x.target_repo_id AND m.subject = x.digest"
+                " AND m.digest = ? "
                 "JOIN repositories t ON t.id = m.repo_id WHERE p.name = ? LIMIT 1"
             )
-            params: tuple[str, ...] = (repository, reference, reference, repository)
+            params: tuple[str, ...] = (
+                repository, reference, reference, repository, reference, repository
+            )  # fmt: skip
         else:
             sql = (
                 "SELECT r.name, m.digest, m.media_type, m.content FROM repositories r "
@@ -158,15 +185,30 @@ class SQLMetaStore(GCQueries):
         return None if row is None else StoredManifest(row[0], row[1], row[2], bytes(row[3]))
 
     async def reached_through(self, repository: str, digest: str, kind: str) -> list[str]:
-        rows = await self._db.read(
-            lambda c: c.execute(
-                "SELECT DISTINCT p.name FROM repositories t "
-                "JOIN reach x ON x.target_repo_id = t.id AND x.digest = ? AND x.kind = ? "
-                "JOIN repositories p ON p.id = x.repo_id WHERE t.name = ?",
-                (digest, kind, repository),
-            ).fetchall()
+        # Reached itself, or a referrer (a manifest whose subject is reached) or a blob of one.
+        if kind == "manifest":
+            referrer = (
+                "SELECT m.subject FROM manifests m WHERE m.repo_id = t.id AND m.digest = ?"
+            )
+        else:
+            referrer = (
+                "SELECT m.subject FROM refs f JOIN manifests m"
+                " ON m.repo_id = f.repo_id AND m.digest = f.digest "
+                "WHERE f.target_digest = ? AND f.target_repo_id = t.id AND f.kind = 'blob'"
+            )
+        sql = (
+            "SELECT DISTINCT p.name FROM repositories t "
+            "JOIN reach x ON x.target_repo_id = t.id AND x.kind = ? AND x.digest = ? "
+            "JOIN repositories p ON p.id = x.repo_id WHERE t.name = ? "
+            "UNION "
+            "SELECT DISTINCT p.name FROM repositories t "
+            "JOIN reach x ON x.target_repo_id = t.id AND x.kind = 'manifest' "
+            f"AND x.digest IN ({referrer}) "
+            "JOIN repositories p ON p.id = x.repo_id WHERE t.name = ?"
         )
-        return [r[0] for r in rows]
+        args = (kind, digest, repository, digest, repository)
+        rows = await self._db.read(lambda c: c.execute(sql, args).fetchall())
+        return sorted(r[0] for r in rows)
 
     async def manifest_nodes(
         self, keys: list[tuple[str, str]]
@@ -349,16 +391,26 @@ class SQLMetaStore(GCQueries):
     async def list_referrers(
         self, repository: str, subject: Digest, artifact_type: str | None
     ) -> list[Referrer]:
-        sql = (
-            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations "
-            "FROM repositories r JOIN manifests m ON m.repo_id = r.id "
+        # Its own, and those kept where the subject is when this repository reaches it
+        # through nested descriptors (contract rule 6).
+        columns = "m.digest, m.media_type, m.size, m.artifact_type, m.annotations"
+        own = (
+            f"SELECT {columns} FROM repositories r JOIN manifests m ON m.repo_id = r.id "
             "WHERE r.name = ? AND m.subject = ?"
         )
-        args: tuple[str, ...] = (repository, str(subject))
+        reached = (
+            f"SELECT {columns} FROM repositories p "
+            "JOIN reach x ON x.repo_id = p.id AND x.digest = ? AND x.kind = 'manifest' "
+            "JOIN manifests m ON m.repo_id = x.target_repo_id AND m.subject = x.digest "
+            "WHERE p.name = ?"
+        )
+        args: tuple[str, ...] = (repository, str(subject), str(subject), repository)
         if artifact_type is not None:
-            sql += " AND m.artifact_type = ?"
-            args += (artifact_type,)
-        sql += " ORDER BY m.digest"
+            own += " AND m.artifact_type = ?"
+            reached += " AND m.artifact_type = ?"
+            args = (repository, str(subject), artifact_type, str(subject), repository,
+                    artifact_type)  # fmt: skip
+        sql = f"{own} UNION {reached} ORDER BY 1"
         rows = await self._db.read(lambda c: c.execute(sql, args).fetchall())
         return [
             Referrer(r[0], r[1], int(r[2]), r[3], json.loads(r[4]) if r[4] else {}) for r in rows

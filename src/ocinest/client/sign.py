@@ -1,0 +1,172 @@
+"""Signing and verifying every node of a tree (the root, each child, grandchild and platform
+manifest), each node's signature a cosign v3 bundle stored as an OCI 1.1 referrer in the
+node's own repository (the `sha256-<hex>` tag scheme where the registry has no referrers API),
+so that stock cosign verifies any node by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ocinest.oci.digest import Digest
+from ocinest.oci.nested import EMPTY_JSON, descriptor
+from ocinest.oci.signing import (
+    BUNDLE_TYPES,
+    BUNDLE_V03,
+    SignatureProblem,
+    key_hint,
+    referrer_manifest,
+    sign_bundle,
+    verify_bundle,
+)
+
+from .base import no_progress
+from .errors import ClientError, NotFound
+from .ops import open_repository
+from .reference import Ref
+from .remote import Client
+from .tree import Node, walk
+
+MAX_BUNDLE = 1 << 20
+
+
+def _nodes(root: Node, recursive: bool) -> list[Node]:
+    """The nodes to sign or check: the root, and with `recursive` every manifest below it
+    (referrers are not nodes)."""
+    if not recursive:
+        return [root]
+    out: list[Node] = []
+
+    def visit(node: Node) -> None:
+        out.append(node)
+        for child in node.children:
+            visit(child)
+
+    visit(root)
+    return out
+
+
+async def _tree(client: Client, ref: Ref, recursive: bool, *actions: str) -> list[Node]:
+    repo = open_repository(client, ref)
+    repo.declare(*actions)
+    root = await walk(repo, ref.reference, depth=None if recursive else 0)
+    nodes = _nodes(root, recursive)
+    for node in nodes:
+        node.repo.declare(*actions)
+    return nodes
+
+
+@dataclass(frozen=True)
+class Signed:
+    repository: str
+    digest: Digest
+    signature: Digest  # the referrer manifest's digest
+    pushed: bool  # False: that very signature was there already
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "digest": str(self.digest),
+            "signature": str(self.signature),
+            "pushed": self.pushed,
+        }
+
+
+async def _sign_node(node: Node, key: ec.EllipticCurvePrivateKey) -> Signed:
+    repo = node.repo
+    bundle = sign_bundle(key, repo.display, node.digest)
+    subject = descriptor(node.media_type, node.digest, node.size)
+    body = referrer_manifest(bundle, subject)
+    for blob in (EMPTY_JSON, bundle):
+        await repo.push_blob(Digest.of(blob), len(blob), blob, no_progress)
+    doc = json.loads(body)
+    referrer = descriptor(
+        doc["mediaType"],
+        Digest.of(body),
+        len(body),
+        artifact_type=BUNDLE_V03,
+        annotations=doc["annotations"],
+    )
+    pushed = await repo.put_referrer(body, referrer, node.digest)
+    return Signed(repo.display, node.digest, Digest.of(body), pushed)
+
+
+async def sign(
+    client: Client, ref: Ref, key: ec.EllipticCurvePrivateKey, *, recursive: bool = True
+) -> list[Signed]:
+    """Sign the node at `ref`, and with `recursive` every node below it."""
+    nodes = await _tree(client, ref, recursive, "pull", "push")
+    return list(await asyncio.gather(*(_sign_node(n, key) for n in nodes)))
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One node's verdict: ok, or why not."""
+
+    repository: str
+    digest: Digest
+    key_id: str
+    ok: bool
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "digest": str(self.digest),
+            "keyId": self.key_id,
+            "ok": self.ok,
+            "reason": self.reason,
+        }
+
+    def line(self) -> str:
+        verdict = "ok" if self.ok else f"FAILED: {self.reason}"
+        return f"{self.repository}@{self.digest}  key {self.key_id}  {verdict}"
+
+
+async def _bundle_of(node: Node, listed: dict[str, Any]) -> bytes:
+    """The bundle layer of a signature referrer."""
+    fetched = await node.repo.get_manifest(str(listed.get("digest")))
+    try:
+        doc = json.loads(fetched.body)
+        layer = next(d for d in doc["layers"] if d.get("mediaType") in BUNDLE_TYPES)
+        digest, size = Digest.parse(layer["digest"]), int(layer["size"])
+    except (ValueError, KeyError, TypeError, StopIteration):
+        raise SignatureProblem(
+            f"signature {fetched.digest} is not a manifest with a bundle layer"
+        ) from None
+    if size > MAX_BUNDLE:
+        raise SignatureProblem(f"signature {fetched.digest}: its bundle is {size} bytes")
+    return await node.repo.fetch_blob_bytes(digest, size)
+
+
+async def _check(node: Node, key: ec.EllipticCurvePublicKey) -> Checked:
+    ours = key_hint(key)
+    listed = [
+        d for d in await node.repo.referrers(node.digest) if d.get("artifactType") in BUNDLE_TYPES
+    ]
+    problems: list[str] = []
+    for entry in listed:
+        try:
+            verified = verify_bundle(await _bundle_of(node, entry), key, node.digest)
+        except SignatureProblem as exc:
+            problems.append(f"{entry.get('digest')}: {exc.reason}")
+            continue
+        except (NotFound, ClientError) as exc:
+            problems.append(f"{entry.get('digest')}: {exc.message}")
+            continue
+        return Checked(node.repo.display, node.digest, verified.hint, True)
+    reason = "; ".join(problems) if problems else "unsigned: no signature referrer"
+    return Checked(node.repo.display, node.digest, ours, False, reason)
+
+
+async def verify(
+    client: Client, ref: Ref, key: ec.EllipticCurvePublicKey, *, recursive: bool = True
+) -> list[Checked]:
+    """Check the node at `ref` (with `recursive`, every node below it too): a node passes
+    when any of its signatures verifies with `key` for its own digest."""
+    nodes = await _tree(client, ref, recursive, "pull")
+    return list(await asyncio.gather(*(_check(n, key) for n in nodes)))
