@@ -11,10 +11,11 @@ import click
 
 from ocinest.cli.index import index
 from ocinest.cli.login import login, logout
+from ocinest.cli.rpm import rpm
 from ocinest.cli.transfer import copy, pull, push
 from ocinest.cli.trees import delete, tree
 
-COMMANDS = [login, logout, index, push, tree, pull, copy, delete]
+COMMANDS = [login, logout, index, push, tree, pull, copy, delete, rpm]
 
 
 def register(group: click.Group) -> None:
