@@ -6,9 +6,13 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
+from ocinest.client import rpm
 from tests.client.conftest import Cli
 from tests.conftest import Server
+from tests.integration.test_files import artifact
+from tests.integration.test_nested import index, nested, push_index
 from tests.rpmkit import build_rpm
 
 PACKAGE_TYPE = "application/vnd.dev.ocinest.rpm.package.v1"
@@ -61,8 +65,8 @@ def test_push_layout_annotations_and_same_digest(
     # The same RPMs again (copied elsewhere, new file times): the same digest, nothing new.
     again = tmp_path / "again"
     again.mkdir()
-    for rpm in sorted(rpms.glob("*.rpm")):
-        (again / rpm.name).write_bytes(rpm.read_bytes())
+    for built in sorted(rpms.glob("*.rpm")):
+        (again / built.name).write_bytes(built.read_bytes())
     second = json.loads(push(cli, server, f"{server.host}/myrpmrepo", str(again)).stdout)
     assert second["digest"] == first["digest"]
     assert second["stats"]["blobs_uploaded"] == 0
@@ -121,3 +125,52 @@ def test_bad_input_is_named_and_nothing_is_pushed(
     r = push(cli, server, f"{server.host}/bad", str(tmp_path / "good" / "none"), check=False)
     assert r.returncode == 4
     assert client.get("/v2/_catalog").json()["repositories"] == []
+
+
+REPOMD = """<?xml version="1.0" encoding="UTF-8"?>
+<repomd xmlns="http://linux.duke.edu/metadata/repo">
+  <data type="primary"><location href="{href}"/></data>
+</repomd>
+"""
+
+
+def test_metadata_targets_are_checked(tmp_path: Path) -> None:
+    (tmp_path / "repodata").mkdir()
+    repomd = tmp_path / "repodata" / "repomd.xml"
+    (tmp_path / "repodata" / "primary.xml.gz").write_bytes(b"x")
+    repomd.write_text(REPOMD.format(href="repodata/primary.xml.gz"))
+    assert rpm.metadata_files(tmp_path) == ["repodata/repomd.xml", "repodata/primary.xml.gz"]
+    for href, problem in [
+        ("repodata/missing.xml.gz", "repodata/missing.xml.gz, which is missing"),
+        ("../outside.xml.gz", "'..' segment"),
+        ("/etc/passwd", "not a relative path"),
+    ]:
+        repomd.write_text(REPOMD.format(href=href))
+        with pytest.raises(rpm.RpmError) as caught:
+            rpm.metadata_files(tmp_path)
+        assert str(repomd) in caught.value.message and problem in caught.value.message
+    repomd.write_text("<repomd")
+    with pytest.raises(rpm.RpmError, match="cannot read"):
+        rpm.metadata_files(tmp_path)
+
+
+def test_child_paths_and_tags() -> None:
+    assert rpm.child_path_of("Py_Thing++2") == "py-thing-2"
+    assert rpm.child_path_of("hello") == "hello"
+    assert rpm.child_path_of("_x_") == "x"
+
+
+def test_pull_refuses_a_title_that_repeats(
+    cli: Cli, server: Server, client: httpx.Client, tmp_path: Path
+) -> None:
+    d1, b1 = artifact(client, "clash/a", {"repodata/repomd.xml": b"one"})
+    d2, b2 = artifact(client, "clash/b", {"repodata/repomd.xml": b"two"})
+    assert push_index(client, "clash", "v1", index(nested(d1, b1, "a"), nested(d2, b2, "b")))
+    d3, b3 = artifact(client, "escape/a", {"../outside": b"one"})
+    assert push_index(client, "escape", "v1", index(nested(d3, b3, "a")))
+    out = tmp_path / "out"
+    r = cli("rpm", "pull", "--plain-http", f"{server.host}/clash:v1", str(out), check=False)
+    assert r.returncode == 1 and "'repodata/repomd.xml' names two files" in r.stderr
+    r = cli("rpm", "pull", "--plain-http", f"{server.host}/escape:v1", str(out), check=False)
+    assert r.returncode == 1 and "'../outside'" in r.stderr
+    assert not (tmp_path / "outside").exists() and not out.exists()
