@@ -90,6 +90,8 @@ def test_files_by_digest_are_immutable(client: httpx.Client, tree: str) -> None:
         headers={"If-None-Match": f'"{sha256(REPOMD)}"'},
     )
     assert r.status_code == 304
+    metrics = client.get("/metrics").text
+    assert 'route="files",status="200"' in metrics and 'route="files",status="304"' in metrics
 
 
 def test_range(client: httpx.Client, tree: str) -> None:

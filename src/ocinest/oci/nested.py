@@ -184,6 +184,7 @@ def fallback_referrers_index(existing: bytes | None, referrer: Mapping[str, Any]
     doc["manifests"] = [*entries, dict(referrer)]
     return json.dumps(doc, separators=(",", ":")).encode()
 
+
 # RPM repositories (`ocinest rpm`): the parent index, each package's artifact (one layer of
 # RPM_MEDIA_TYPE, the type Konflux's RPM pipelines use) and the repodata artifact.
 RPM_REPOSITORY_ARTIFACT_TYPE = "application/vnd.dev.ocinest.rpm.repository.v1"

@@ -25,6 +25,7 @@ from ocinest.oci.digest import Digest
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.names import is_tag, validate_name
 from ocinest.oci.nested import NESTED_ANNOTATION, TITLE_ANNOTATION
+from ocinest.registry import observability
 from ocinest.registry.auth import IDENTITY, Identity
 from ocinest.registry.blobs import _stream
 from ocinest.registry.state import Registry, registry
@@ -230,6 +231,7 @@ async def _authorize(request: web.Request, reg: Registry, name: str) -> None:
 
 
 async def serve(request: web.Request) -> web.StreamResponse:
+    request[observability.ROUTE] = "files"
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
     reg = registry(request)
