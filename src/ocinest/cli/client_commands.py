@@ -11,12 +11,12 @@ import click
 
 from ocinest.cli.index import index
 from ocinest.cli.login import login, logout
+from ocinest.cli.rpm import rpm
 from ocinest.cli.sign import key, sign, verify
 from ocinest.cli.transfer import copy, pull, push
 from ocinest.cli.trees import delete, tree
 
-COMMANDS = [login, logout, index, push, tree, pull, copy, delete]
-COMMANDS += [key, sign, verify]
+COMMANDS = [login, logout, index, push, tree, pull, copy, delete, rpm, key, sign, verify]
 
 
 def register(group: click.Group) -> None:

@@ -302,7 +302,7 @@ async def create_index(
 # push: files as an artifact
 
 
-def _hash_file(path: Path) -> tuple[Digest, int]:
+def hash_file(path: Path) -> tuple[Digest, int]:
     hasher = new_hasher()
     size = 0
     with open(path, "rb") as f:
@@ -340,7 +340,7 @@ async def push_files(
             raise NotFound(f"no such file: {path}")
         if media_type is not None and not mt.is_media_type(media_type):
             raise BadReference(f"invalid media type {media_type!r} for {path}")
-        digest, size = await asyncio.to_thread(_hash_file, path)
+        digest, size = await asyncio.to_thread(hash_file, path)
         sources.append((digest, size, path))
         layers.append(
             descriptor(

@@ -183,3 +183,12 @@ def fallback_referrers_index(existing: bytes | None, referrer: Mapping[str, Any]
         return None
     doc["manifests"] = [*entries, dict(referrer)]
     return json.dumps(doc, separators=(",", ":")).encode()
+
+
+# RPM repositories (`ocinest rpm`): the parent index, each package's artifact (one layer of
+# RPM_MEDIA_TYPE, the type Konflux's RPM pipelines use) and the repodata artifact.
+RPM_REPOSITORY_ARTIFACT_TYPE = "application/vnd.dev.ocinest.rpm.repository.v1"
+RPM_PACKAGE_ARTIFACT_TYPE = "application/vnd.dev.ocinest.rpm.package.v1"
+RPM_REPODATA_ARTIFACT_TYPE = "application/vnd.dev.ocinest.rpm.repodata.v1"
+RPM_MEDIA_TYPE = "application/x-rpm"
+RPM_REPODATA_PATH = "repodata"  # the child path of the repodata, and its titles' folder

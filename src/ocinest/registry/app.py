@@ -16,7 +16,7 @@ from aiohttp.typedefs import Handler
 from ocinest.oci.digest import Digest
 from ocinest.oci.names import validate_name
 from ocinest.oci.nested import TREE_ROUTE
-from ocinest.registry import blobs, gc, listing, manifests, nested, observability
+from ocinest.registry import blobs, files, gc, listing, manifests, nested, observability
 from ocinest.registry.auth import IDENTITY, token_endpoint
 from ocinest.registry.config import Config
 from ocinest.registry.errors import error_middleware
@@ -178,6 +178,8 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(stores)
     app.router.add_route("*", "/v2", dispatch)
     app.router.add_route("*", "/v2/{tail:(?s:.*)}", dispatch)  # newlines included
+    app[files.CACHE] = files.TreeCache()
+    app.router.add_route("*", files.PREFIX + "{tail:(?s:.*)}", files.serve)
     app.router.add_route("GET", "/auth/token", token)
     app.router.add_route("POST", "/auth/token", token)
     app.router.add_get("/metrics", observability.metrics)

@@ -103,7 +103,7 @@ async def get_blob(request: web.Request, name: str, digest: str) -> web.StreamRe
     url = reg.blobs.presigned_url(d)
     if url is not None:
         return web.Response(status=307, headers={**headers, "Location": url})
-    return await _stream(request, reg, d, size, headers)
+    return await stream_blob(request, reg, d, size, headers)
 
 
 # One byte range: first-last, first- or -suffix (RFC 9110 14.1.2); 19 digits fit 64 bits.
@@ -142,7 +142,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-async def _stream(
+async def stream_blob(
     request: web.Request, reg: Registry, digest: Digest, size: int, headers: dict[str, str]
 ) -> web.StreamResponse:
     """The blob through the store's read, whole or the one range asked for."""
