@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -157,7 +158,15 @@ def test_sigkill_during_writes_loses_nothing_acknowledged(server: Server) -> Non
         threads.append(threading.Thread(target=_collector, args=(server, stop, gc_procs)))
         for t in threads:
             t.start()
-        time.sleep(rnd.uniform(0.5, 2.0))
+        # Kill once this round has had work acknowledged (the last round: once the whole run
+        # did enough to mean anything), then at a random point a little later; so the test
+        # means the same on a fast machine and on a loaded one.
+        target, last = _acknowledged(ledger) + 4, round_ == 9
+        _wait_until(
+            lambda target=target, last=last: _acknowledged(ledger) >= target
+            and (not last or _enough(ledger) or bool(ledger.errors))
+        )
+        time.sleep(rnd.uniform(0.0, 1.0))
         server.kill()
         stop.set()
         for proc in gc_procs:
@@ -174,6 +183,21 @@ def test_sigkill_during_writes_loses_nothing_acknowledged(server: Server) -> Non
             text=True,
         )
         assert check.returncode == 0, check.stdout + check.stderr
-    assert len(ledger.blobs) > 20 and len(ledger.tags) > 3 and ledger.deleted, (
-        "the workload did too little to mean anything"
-    )
+    assert _enough(ledger), "the workload did too little to mean anything"
+
+
+def _acknowledged(ledger: Ledger) -> int:
+    with ledger.lock:
+        return len(ledger.blobs) + len(ledger.tags) + len(ledger.deleted)
+
+
+def _enough(ledger: Ledger) -> bool:
+    with ledger.lock:
+        return len(ledger.blobs) > 20 and len(ledger.tags) > 3 and bool(ledger.deleted)
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the workload made no progress"
+        time.sleep(0.05)

@@ -79,9 +79,10 @@ class MetaStore(Protocol):
         upload_id: str | None = None,
     ) -> bool:
         """Link the blob into `repository` (creating the repository), running `publish` (which
-        makes its content visible) inside the transaction, which also ends the upload session
-        `upload_id` it completes. Without `publish` the blob must already be stored; returns
-        False when it is not (a mount then cannot happen)."""
+        makes its content visible) inside the transaction when the blob is not stored yet; the
+        transaction also ends the upload session `upload_id` it completes. Without `publish`
+        the blob must already be stored; returns False when it is not (a mount then cannot
+        happen)."""
 
     async def repositories_with_blob(self, digest: Digest, limit: int) -> list[str]:
         """Repositories where the blob is linked (for cross-repository mount)."""

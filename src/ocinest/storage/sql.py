@@ -27,6 +27,9 @@ from ocinest.storage.errors import (
 from ocinest.storage.meta import ManifestNode, Referrer, StoredManifest, Upload
 from ocinest.storage.sql_gc import GCQueries
 
+# A blob's or a link's time is refreshed by a new push only when older than this (seconds).
+FRESH = 1.0
+
 
 def _visible_blob_size(c: Connection, repo_id: int, digest: str) -> int | None:
     """The blob's size when it is visible in the repository: linked there (pushed or
@@ -107,24 +110,37 @@ class SQLMetaStore(GCQueries):
         upload_id: str | None = None,
     ) -> bool:
         def link(c: Connection) -> bool:
+            # Content already stored is not published again, and its rows are written only
+            # when their time is stale: many pushers of one blob then read the same rows
+            # instead of all writing them (which, in PostgreSQL, would make them conflict).
             now = time.time()
             if upload_id is not None:
                 c.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
-            if publish is not None:
+            row = c.execute("SELECT created_at FROM blobs WHERE digest = ?", (str(digest),))
+            created = row.fetchone()
+            if created is None:
+                if publish is None:
+                    return False
                 publish()
                 c.execute(
                     "INSERT INTO blobs(digest, size, created_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT(digest) DO UPDATE SET created_at = excluded.created_at",
+                    "ON CONFLICT(digest) DO NOTHING",
                     (str(digest), size, now),
                 )
-            elif not c.execute("SELECT 1 FROM blobs WHERE digest = ?", (str(digest),)).fetchone():
-                return False
+            elif publish is not None and created[0] < now - FRESH:
+                # Pushed again: a fresh grace window.
+                c.execute("UPDATE blobs SET created_at = ? WHERE digest = ?", (now, str(digest)))
             repo_id = find_repo(c, repository, create=True)
-            c.execute(
-                "INSERT INTO repo_blobs(repo_id, digest, linked_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(repo_id, digest) DO UPDATE SET linked_at = excluded.linked_at",
-                (repo_id, str(digest), now),
-            )
+            linked = c.execute(
+                "SELECT linked_at FROM repo_blobs WHERE repo_id = ? AND digest = ?",
+                (repo_id, str(digest)),
+            ).fetchone()
+            if linked is None or linked[0] < now - FRESH:
+                c.execute(
+                    "INSERT INTO repo_blobs(repo_id, digest, linked_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT(repo_id, digest) DO UPDATE SET linked_at = excluded.linked_at",
+                    (repo_id, str(digest), now),
+                )
             return True
 
         return await self._db.write(link)
