@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 
@@ -39,13 +40,16 @@ def build_rpm(
 
 
 class Signer:
-    """A GPG key of its own (no passphrase) in `home`, and rpmsign with it."""
+    """A GPG key of its own (no passphrase), and rpmsign with it; `close` stops its agent.
+
+    Its GnuPG home is a short folder of its own in /tmp: gpg-agent's socket lives there, and a
+    Unix socket's path may not pass 108 bytes, which a test's temporary folder can."""
 
     NAME = "ocinest test <test@ocinest.invalid>"
 
-    def __init__(self, home: Path) -> None:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.env = {**os.environ, "GNUPGHOME": str(home)}
+    def __init__(self, out: Path) -> None:
+        self.home = Path(tempfile.mkdtemp(prefix="gpg-"))
+        self.env = {**os.environ, "GNUPGHOME": str(self.home)}
         subprocess.run(
             [
                 _tool("gpg"),
@@ -62,7 +66,8 @@ class Signer:
             capture_output=True,
             env=self.env,
         )
-        self.public_key = home / "key.asc"
+        out.mkdir(parents=True, exist_ok=True)
+        self.public_key = out / "key.asc"
         exported = subprocess.run(
             [_tool("gpg"), "--batch", "--armor", "--export", self.NAME],
             check=True,
@@ -86,3 +91,7 @@ class Signer:
             capture_output=True,
             env=self.env,
         )
+
+    def close(self) -> None:
+        subprocess.run([_tool("gpgconf"), "--kill", "gpg-agent"], env=self.env, capture_output=True)
+        shutil.rmtree(self.home, ignore_errors=True)

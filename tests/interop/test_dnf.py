@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 from interop_helpers import require
 from tests.authkit import write_htpasswd
 from tests.client import conftest as client_fixtures
@@ -63,7 +65,24 @@ def dnf_install(tmp: Path, name: str, baseurl: str, key: Path, *extra: str) -> s
     return (tmp / name / "root" / "usr/share/hello/hello.txt").read_text().strip()
 
 
-def test_dnf_installs_from_the_files_view_with_auth(cli: Cli, tmp_path: Path) -> None:
+@pytest.fixture
+def signing() -> Iterator[Callable[[Path], Signer]]:
+    """Make a Signer (exporting its public key to the folder given); its agent is stopped
+    after the test."""
+    made: list[Signer] = []
+
+    def make(out: Path) -> Signer:
+        made.append(Signer(out))
+        return made[-1]
+
+    yield make
+    for signer in made:
+        signer.close()
+
+
+def test_dnf_installs_from_the_files_view_with_auth(
+    cli: Cli, tmp_path: Path, signing: Callable[[Path], Signer]
+) -> None:
     server = Server(
         tmp_path / "data",
         free_port(),
@@ -72,7 +91,7 @@ def test_dnf_installs_from_the_files_view_with_auth(cli: Cli, tmp_path: Path) ->
     server.start()
     try:
         cli("login", server.host, "-u", "alice", "--password-stdin", stdin="wonderland\n")
-        signer = Signer(tmp_path / "gnupg")
+        signer = signing(tmp_path / "gnupg")
         old = [
             build_rpm(tmp_path / "v1", "hello", "1.0"),
             build_rpm(tmp_path / "v1", "hello-doc", "1.0"),
@@ -101,9 +120,9 @@ def test_dnf_installs_from_the_files_view_with_auth(cli: Cli, tmp_path: Path) ->
 
 
 def test_dnf_installs_what_rpm_pull_wrote_from_distribution(
-    cli: Cli, distribution: Distribution, tmp_path: Path
+    cli: Cli, distribution: Distribution, tmp_path: Path, signing: Callable[[Path], Signer]
 ) -> None:
-    signer = Signer(tmp_path / "gnupg")
+    signer = signing(tmp_path / "gnupg")
     rpm = build_rpm(tmp_path / "rpms", "hello", "1.0")
     signer.sign(rpm)
     pushed = json.loads(
