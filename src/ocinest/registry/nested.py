@@ -4,14 +4,15 @@ The whole resolved tree in one request, answered from the metadata store with on
 level of the tree. Each distinct manifest is parsed once per request however often the tree
 names it, and the answer is bounded in depth, nodes and bytes: its size is counted while it
 is built, so an answer past `tree_max_bytes` is refused before it is ever made. Parsing and
-serializing run off the event loop.
+serializing run off the event loop, on the registry's one CPU thread (`Registry.cpu`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -98,6 +99,36 @@ class _Parsed:
         )
 
 
+class _ParsedCache:
+    """The parsed manifests of recent trees, least recently used first out, bounded by the
+    bytes of the manifests they were parsed from. A digest names the same bytes for ever, so
+    an entry never goes stale; the repository is in the key because children's repositories
+    are found from it. Only the registry's one CPU thread uses it."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self._entries: OrderedDict[Key, tuple[_Parsed, int]] = OrderedDict()
+
+    def parsed(self, info: ManifestNode) -> _Parsed:
+        key = (info.repository, info.digest)
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            return replace(entry[0], referrers=info.referrers)
+        parsed = _Parsed.of(info)
+        cost = len(info.content)
+        if cost <= self.budget:
+            self._entries[key] = (parsed, cost)
+            self.used += cost
+            while self.used > self.budget:
+                self.used -= self._entries.popitem(last=False)[1][1]
+        return parsed
+
+
+_PARSED = _ParsedCache(16 << 20)
+
+
 class _Tree:
     """One request's tree, built level by level, with its bounds counted as it grows."""
 
@@ -117,7 +148,7 @@ class _Tree:
         """Fill in the nodes of `level` from their manifests; returns the level below."""
         for key in {(n["repository"], n["digest"]) for n in level} - self.parsed.keys():
             info = found.get(key)
-            self.parsed[key] = None if info is None else _Parsed.of(info)
+            self.parsed[key] = None if info is None else _PARSED.parsed(info)
         below: list[Node] = []
         for node in level:
             parsed = self.parsed[(node["repository"], node["digest"])]
@@ -192,12 +223,13 @@ async def get_tree(request: web.Request, name: str, reference: str) -> web.Respo
         root_manifest.media_type,
         len(root_manifest.content),
     )
+    loop = asyncio.get_running_loop()
     level = [root]
     depth = 0
     while level:
         wanted = {(n["repository"], n["digest"]) for n in level} - tree.parsed.keys()
         found = await reg.meta.manifest_nodes(sorted(wanted))
-        level = await asyncio.to_thread(tree.expand, level, found, depth)
+        level = await loop.run_in_executor(reg.cpu, tree.expand, level, found, depth)
         depth += 1
-    body = await asyncio.to_thread(lambda: json.dumps(root).encode())
+    body = await loop.run_in_executor(reg.cpu, lambda: json.dumps(root).encode())
     return web.Response(body=body, content_type="application/json", headers=headers)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -20,6 +21,12 @@ class Registry:
     blobs: BlobStore
     meta: MetaStore
     auth: Auth
+    # CPU-bound work a request causes (building a tree answer) runs here, off the event
+    # loop, on one thread: with more, the loop would wait its turn for the GIL behind each of
+    # them, and every other request (/healthz among them) with it.
+    cpu: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="ocinest-cpu")
+    )
 
     @classmethod
     def open(cls, config: Config) -> Registry:
@@ -61,6 +68,7 @@ class Registry:
         return cls(config, blobs, meta, Auth.from_config(config))
 
     async def close(self) -> None:
+        self.cpu.shutdown(wait=False, cancel_futures=True)
         await self.meta.close()
         self.blobs.close()
 
