@@ -25,6 +25,8 @@ from tests.integration.ocihttp import (
     wait_until_healthy,
 )
 
+pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
+
 HUGE = "9" * 5000
 
 

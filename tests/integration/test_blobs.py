@@ -18,6 +18,8 @@ from tests.integration.ocihttp import (
     unknown_digest,
 )
 
+pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
+
 MALFORMED_DIGESTS = [
     "sha256:xyz",
     "md5:" + "0" * 32,

@@ -30,7 +30,7 @@ from tests.integration.ocihttp import OCI_EMPTY, OCI_ERROR_CODES
 
 # The steps share state in order: every one of them runs in the same xdist worker, in file
 # order (pytest runs with `--dist loadgroup`, see pyproject.toml).
-pytestmark = pytest.mark.xdist_group("conformance-workflows")
+pytestmark = [pytest.mark.xdist_group("conformance-workflows"), pytest.mark.stores]
 
 NAMESPACE = "conformance/myorg/myrepo"
 TEST_TAG = "tagtest0"

@@ -15,8 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
+import pytest
 
 from tests.conftest import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Server, sha256
+
+pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import (
     OCI_INDEX,
@@ -22,6 +23,8 @@ from tests.conftest import (
     sha256,
 )
 from tests.integration.test_nested import descriptor, index, nested, push_index
+
+pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
 
 
 def ocinest(*args: str) -> subprocess.CompletedProcess[str]:

@@ -12,9 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import Server, StoredBlobs, error_codes, free_port, push_image, sha256
 from tests.integration.test_gc import gc, layers_of
+
+pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
 
 UPLOADERS = 6
 ITERATIONS = 40

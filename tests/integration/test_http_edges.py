@@ -20,6 +20,8 @@ from tests.integration.ocihttp import (
     start_upload,
 )
 
+pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
+
 # Errors outside the registry's own routes
 
 

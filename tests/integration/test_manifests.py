@@ -40,6 +40,8 @@ from tests.integration.ocihttp import (
     unknown_digest,
 )
 
+pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
+
 MAX_MANIFEST = 4 * 1024 * 1024
 
 

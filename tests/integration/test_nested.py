@@ -18,6 +18,8 @@ from tests.conftest import (
     sha256,
 )
 
+pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
+
 NESTED = "dev.ocinest.repository"
 
 

@@ -23,6 +23,8 @@ from tests.integration.ocihttp import (
     unknown_digest,
 )
 
+pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
+
 SIGNATURE = "application/vnd.example.signature.v1"
 SBOM = "application/vnd.example.sbom.v1"
 BUNDLE = "application/vnd.example.bundle.v1"

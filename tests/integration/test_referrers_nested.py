@@ -8,10 +8,13 @@ import json
 import os
 
 import httpx
+import pytest
 
 from tests.conftest import OCI_MANIFEST, Server, error_codes, push_blob, push_image, sha256
 from tests.integration.test_auth import basic, creds, files  # noqa: F401  (fixtures)
 from tests.integration.test_nested import index, nested, push_index
+
+pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
 
 BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 EMPTY = b"{}"

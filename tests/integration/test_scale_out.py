@@ -15,6 +15,8 @@ import pytest
 
 from tests.conftest import OCI_MANIFEST, Server, free_port, push_image, sha256
 
+pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
+
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[tuple[Server, Server]]:

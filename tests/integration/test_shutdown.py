@@ -19,6 +19,8 @@ from tests.authkit import ec_key, write_key
 from tests.conftest import Server, free_port, sha256
 from tests.integration.ocihttp import server_log
 
+pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
+
 GRACE = 1.0
 
 

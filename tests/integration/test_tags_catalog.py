@@ -10,6 +10,8 @@ import pytest
 from tests.conftest import push_blob, push_image
 from tests.integration.ocihttp import assert_error, assert_status, link_next, oci_image, pushed
 
+pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
+
 # Deliberately not in order; sorted by bytes: digits < upper case < "_" < lower case,
 # and "-" < "." < digits.
 TAGS = ["b", "A", "a", "_x", "1", "B.1", "a-b", "a.b", "a_b", "a0", "Z", "latest", "v1.0", "v1-0"]

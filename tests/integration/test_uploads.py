@@ -19,6 +19,8 @@ from tests.integration.ocihttp import (
     unknown_digest,
 )
 
+pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
+
 
 def assert_session(r: httpx.Response, repo: str, status: int, size: int) -> str:
     """An upload-session answer: status, Location, Range and Docker-Upload-UUID."""

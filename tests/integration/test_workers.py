@@ -8,8 +8,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import Server, free_port, push_image, sha256
+
+pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
 
 
 def _children(pid: int) -> list[int]:

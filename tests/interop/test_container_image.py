@@ -128,12 +128,19 @@ class Chrooted:
 
 
 @pytest.fixture
-def chrooted(tmp_path: Path, skopeo: Skopeo, image: Layout) -> Iterator[Chrooted]:
+def chrooted(
+    tmp_path: Path, skopeo: Skopeo, image: Layout, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Chrooted]:
     bundle = tmp_path / "bundle"
     run(["umoci", "unpack", "--image", f"{image.path}:{TAG}", bundle])
     rootfs = bundle / "rootfs"
-    # The configuration under test's stores (PostgreSQL and S3 are on loopback, which the
-    # chroot shares), in a file inside the root.
+    # The scale-out stores whenever the test run has them, as an operator's image would use
+    # them (and so the image's s3 and postgres extras are shown at work): PostgreSQL and S3
+    # are on loopback, which the chroot shares. In a file inside the root.
+    if "OCINEST_TEST_POSTGRES" in os.environ:
+        monkeypatch.setenv("OCINEST_TEST_METADATA", "postgres")
+    if "S3_ENDPOINT" in os.environ:
+        monkeypatch.setenv("OCINEST_TEST_STORAGE", "s3")
     settings = backend_settings()
     (rootfs / "etc/ocinest.yaml").write_text(json.dumps(settings))
     # The environment a runtime gives: the image's, and HOME from its /etc/passwd; plus the

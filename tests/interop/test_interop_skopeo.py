@@ -24,6 +24,8 @@ from interop_helpers import (
     umoci_image,
 )
 
+pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
+
 # Nested names, and names whose components are the API's own path words, which the
 # registry's router must not mistake for the endpoint.
 NESTED_NAMES = [
