@@ -11,6 +11,7 @@ from ocinest.cli.options import (
     CONCURRENCY_OPTION,
     JSON_OPTION,
     MODE_OPTION,
+    RESULT_FILE_OPTION,
     TransferBars,
     connection_options,
     emit,
@@ -21,6 +22,7 @@ from ocinest.cli.options import (
     reference_arg,
     run,
     summary,
+    write_result,
 )
 from ocinest.client import BadReference, Client, Kind, RemoteRef, parse_remote
 from ocinest.client import ops as client_ops
@@ -68,11 +70,7 @@ def _child_argument(parent: RemoteRef, value: str) -> tuple[str, Any]:
     help=f"The set's artifactType [default {SET_ARTIFACT_TYPE}].",
 )
 @click.option("--annotation", "annotations", multiple=True, metavar="KEY=VALUE")
-@click.option(
-    "--result-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the pinned reference host/P@sha256:… here (a Tekton result).",
-)
+@RESULT_FILE_OPTION
 @MODE_OPTION
 @JSON_OPTION
 @CONCURRENCY_OPTION
@@ -134,11 +132,7 @@ def index_create(
                 )
 
     result = run(go())
-    if result_file is not None:
-        try:
-            result_file.write_text(result.reference)
-        except OSError as exc:
-            fail(f"cannot write {result_file}: {exc.strerror}", 1)
+    write_result(result_file, result.reference)
     emit(
         as_json,
         {

@@ -46,6 +46,23 @@ CONCURRENCY_OPTION = click.option(
 )
 
 
+RESULT_FILE_OPTION = click.option(
+    "--result-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the pinned reference host/P@sha256:… here (a Tekton result).",
+)
+
+
+def write_result(result_file: Path | None, reference: str) -> None:
+    """Write the pinned reference where --result-file says, if it says."""
+    if result_file is None:
+        return
+    try:
+        result_file.write_text(reference)
+    except OSError as exc:
+        fail(f"cannot write {result_file}: {exc.strerror}", 1)
+
+
 def connection_options(f: F) -> F:
     """Options on how to reach registries, shared by every client command (`--concurrency`
     is CONCURRENCY_OPTION, on the commands that transfer blobs)."""

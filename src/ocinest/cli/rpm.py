@@ -11,6 +11,7 @@ from ocinest.cli.options import (
     CONCURRENCY_OPTION,
     JSON_OPTION,
     MODE_OPTION,
+    RESULT_FILE_OPTION,
     TransferBars,
     connection_options,
     emit,
@@ -19,6 +20,7 @@ from ocinest.cli.options import (
     options_from,
     run,
     summary,
+    write_result,
 )
 from ocinest.client import BadReference, Client, Kind, RemoteRef
 from ocinest.client import rpm as client_rpm
@@ -48,11 +50,7 @@ def rpm() -> None:
     metavar="REF",
     help="A pushed repository whose packages the new one keeps (only what changed is pushed).",
 )
-@click.option(
-    "--result-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the pinned reference host/P@sha256:… here (a Tekton result).",
-)
+@RESULT_FILE_OPTION
 @MODE_OPTION
 @JSON_OPTION
 @CONCURRENCY_OPTION
@@ -86,11 +84,7 @@ def rpm_push(
                 )
 
     result = run(go())
-    if result_file is not None:
-        try:
-            result_file.write_text(result.reference)
-        except OSError as exc:
-            fail(f"cannot write {result_file}: {exc.strerror}", 1)
+    write_result(result_file, result.reference)
     emit(
         as_json,
         {
