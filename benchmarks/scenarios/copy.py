@@ -1,7 +1,8 @@
 """copy: recursive copy of a nested tree between two ocinest registries. One `ocinest copy`
 against what a stock client must do (a skopeo copy per child, then the index), each into a
 fresh destination; then the same `ocinest copy` again, which must re-send nothing (its own
-count, and the destination's upload requests from /metrics)."""
+count, and the destination's upload requests from /metrics). And the client's own start-up,
+part of every copy: `ocinest --version`, against `skopeo --version`."""
 
 from __future__ import annotations
 
@@ -86,6 +87,16 @@ def ocinest_copy(source: str, destination: str) -> dict[str, Any]:
     argv = [sys.executable, "-m", "ocinest", "copy", "--json", source, destination]
     result: dict[str, Any] = json.loads(run_checked(argv, "ocinest copy", timeout=900))
     return result
+
+
+def startup_s(argv: list[str], times: int) -> list[float]:
+    """Wall seconds of each of `times` runs of a command that only starts and exits."""
+    samples = []
+    for _ in range(times):
+        start = time.perf_counter()
+        run_checked(argv, " ".join(argv))
+        samples.append(time.perf_counter() - start)
+    return samples
 
 
 def check_tree(base: str, parent: str, n: int) -> None:
@@ -200,5 +211,19 @@ def run(bench: Bench) -> None:
             [float(x["second_copy_stats"]["bytes_uploaded"]) for x in raw],
             goal="0 bytes",
             must_be_zero=True,
+        )
+    )
+    times = 3 if bench.smoke else 20
+    bench.add(
+        Row(
+            "copy-startup",
+            "  … client start-up: ocinest --version vs skopeo --version",
+            "s",
+            False,
+            startup_s([sys.executable, "-m", "ocinest", "--version"], times),
+            startup_s([skopeo, "--version"], times),
+            base_name="skopeo",
+            goal="< 0.15 s",
+            max_value=0.15,
         )
     )

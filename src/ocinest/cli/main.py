@@ -1,117 +1,58 @@
-"""`ocinest`: the command line. Thin: it parses, then calls registry/ and client/."""
+"""`ocinest`: the command line. Thin: it parses, then calls registry/ and client/.
+
+Each command's module is imported only when that command runs, so that `ocinest --version`
+and a client command never pay for the registry's imports (nor the registry for the client's).
+
+The client commands (login, logout, index, push, tree, pull, copy, delete, rpm, key, sign,
+verify) print for humans by default, one JSON object with `--json`. Exit codes: 0 success,
+1 the operation failed, 2 bad input (usage, malformed reference), 3 authentication, 4 not
+found, 5 network. A user error prints one line on stderr, never a traceback.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib
 
 import click
 
 from ocinest import __version__
-from ocinest.cli.admin import fsck_command, gc_command
-from ocinest.cli.client_commands import register as register_client_commands
-from ocinest.registry.config import ConfigError, load_config
-from ocinest.registry.server import configure_logging, serve
+
+# Each command: the module and the name it has there.
+COMMANDS = {
+    "serve": ("ocinest.cli.serve", "serve_command"),
+    "gc": ("ocinest.cli.admin", "gc_command"),
+    "fsck": ("ocinest.cli.admin", "fsck_command"),
+    "login": ("ocinest.cli.login", "login"),
+    "logout": ("ocinest.cli.login", "logout"),
+    "index": ("ocinest.cli.index", "index"),
+    "push": ("ocinest.cli.transfer", "push"),
+    "pull": ("ocinest.cli.transfer", "pull"),
+    "copy": ("ocinest.cli.transfer", "copy"),
+    "tree": ("ocinest.cli.trees", "tree"),
+    "delete": ("ocinest.cli.trees", "delete"),
+    "rpm": ("ocinest.cli.rpm", "rpm"),
+    "key": ("ocinest.cli.sign", "key"),
+    "sign": ("ocinest.cli.sign", "sign"),
+    "verify": ("ocinest.cli.sign", "verify"),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose commands are imported when asked for (click's documented pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, name = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(module), name)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ocinest")
 def main() -> None:
     """ocinest: an OCI registry and client for nested-artifact indexes."""
-
-
-main.add_command(gc_command)
-main.add_command(fsck_command)
-
-
-@main.command("serve")
-@click.option("--addr", help="HOST:PORT to listen on [env OCINEST_ADDR; default 127.0.0.1:5000].")
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    help="Data folder [env OCINEST_DATA; default ./ocinest-data].",
-)
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="YAML configuration file [env OCINEST_CONFIG].",
-)
-@click.option(
-    "--workers", type=int, help="Processes sharing the port [env OCINEST_WORKERS; default 1]."
-)
-@click.option(
-    "--access-log/--no-access-log", default=None, help="JSON access log on stderr [default on]."
-)
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
-@click.option(
-    "--shutdown-grace",
-    metavar="DURATION",
-    help="On SIGTERM/SIGINT, how long requests in flight may finish [default 10s].",
-)
-@click.option(
-    "--htpasswd",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Basic auth: an htpasswd file of bcrypt hashes.",
-)
-@click.option(
-    "--policy",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Who may pull, push and delete where (YAML).",
-)
-@click.option(
-    "--token-key",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Token auth: a private key (PEM, EC P-256 or RSA) for the built-in issuer at /auth/token.",
-)
-@click.option(
-    "--tls-cert",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="TLS certificate chain (PEM).",
-)
-@click.option(
-    "--tls-key", type=click.Path(path_type=Path, dir_okay=False), help="TLS private key (PEM)."
-)
-def serve_command(
-    addr: str | None,
-    data: Path | None,
-    config_file: Path | None,
-    workers: int | None,
-    access_log: bool | None,
-    log_level: str | None,
-    shutdown_grace: str | None,
-    htpasswd: Path | None,
-    policy: Path | None,
-    token_key: Path | None,
-    tls_cert: Path | None,
-    tls_key: Path | None,
-) -> None:
-    """Run the registry."""
-    try:
-        config = load_config(
-            config_file,
-            addr=addr,
-            data=data,
-            workers=workers,
-            access_log=access_log,
-            log_level=log_level,
-            shutdown_grace=shutdown_grace,
-            htpasswd=htpasswd,
-            policy=policy,
-            token_key=token_key,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-        )
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    configure_logging(config.log_level)
-    try:
-        serve(config)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(
-            f"cannot serve on {config.addr}: {exc.strerror or exc}"
-        ) from None
-
-
-register_client_commands(main)
