@@ -84,6 +84,19 @@ def test_copy_between_registries_with_referrers(
     assert r.json()["manifests"][0]["artifactType"] == SIG_TYPE
 
 
+def test_copy_into_an_ocinest_holding_the_blobs_elsewhere_mounts_them(
+    server: Server, second_server: Server, ko_tree: Tree, cli: Cli
+) -> None:
+    # The blobs are in `server` (under myrepo/ko-build/*); the copy comes from another
+    # registry, so no `from` is known: ocinest mounts from any repository the caller can pull.
+    cli("copy", f"{server.host}/myrepo/ko-build:build-1", f"{second_server.host}/mirror/kb")
+    out = cli("copy", f"{second_server.host}/mirror/kb:build-1", f"{server.host}/team/kb", "--json")
+    stats = json.loads(out.stdout)["stats"]
+    assert stats["blobs_uploaded"] == 0 and stats["bytes_uploaded"] == 0
+    assert stats["blobs_mounted"] == len(ko_tree.blobs)
+    assert_tree_at(server.url, "team/kb", ko_tree, ref="build-1")
+
+
 def test_pull_to_a_layout_and_push_back_keeps_every_digest(
     server: Server, second_server: Server, ko_tree: Tree, cli: Cli, tmp_path: Path
 ) -> None:

@@ -60,7 +60,13 @@ class RegistryClient:
 
     async def nested(self) -> bool:
         """Whether the registry implements nested indexes (`Ocinest-Nested: 1`)."""
-        return (await self.ping()).get(NESTED_HEADER.lower()) == NESTED_HEADER_VALUE
+        await self.ping()
+        return self.known_nested()
+
+    def known_nested(self) -> bool:
+        """Whether a ping already made said the registry implements nested indexes."""
+        headers = self._ping_headers or {}
+        return headers.get(NESTED_HEADER.lower()) == NESTED_HEADER_VALUE
 
     async def catalog(self) -> list[str]:
         out: list[str] = []
@@ -351,16 +357,21 @@ class RemoteRepository:
         drops; verified against size and digest, and `dest` removed on any failure."""
         await self._transfers.download(digest, size, dest, progress)
 
-    async def _mount(self, digest: Digest, source: str) -> URL | bool:
-        """Cross-repository mount from `source`: True when mounted, else the upload session
-        the registry opened instead (or False)."""
+    async def _mount(self, digest: Digest, source: str | None) -> URL | bool:
+        """Cross-repository mount from `source` (None: from any repository of the registry
+        the caller can pull, where the registry supports that): True when mounted, else the
+        upload session the registry opened instead (or False)."""
+        scopes, params = list(self._push), {"mount": str(digest)}
+        if source is not None:
+            scopes.append(repo_scope(source, "pull"))
+            params["from"] = source
         async with self._transport.call(
             "POST",
             self._path("blobs", "uploads/"),
             ok=(201, 202, 401, 403, 404),
             fail=f"cannot mount blob {digest} into {self.display}",
-            scopes=[*self._push, repo_scope(source, "pull")],
-            params={"mount": str(digest), "from": source},
+            scopes=scopes,
+            params=params,
             what=f"mount blob {digest} into {self.display}",
         ) as resp:
             if resp.status == 201:
@@ -383,19 +394,25 @@ class RemoteRepository:
         mount_from: Sequence[Repository] = (),
     ) -> str:
         """Make the blob present: skipped when there, mounted from a repository of the same
-        registry among `mount_from` when one holds it, else uploaded."""
+        registry among `mount_from` when one holds it (with none, on ocinest, from any
+        repository the caller can pull that holds it: a mount without `from`), else
+        uploaded."""
         if await self.blob_size(digest) is not None:
             progress(ProgressEvent("done", digest, size, outcome="skipped", where=self.display))
             return "skipped"
-        session: URL | None = None
-        tried = {self.name}
+        sources: list[str | None] = []
         for candidate in mount_from:
-            if not isinstance(candidate, RemoteRepository) or candidate.name in tried:
-                continue
-            if candidate.registry is not self.registry:
-                continue
-            tried.add(candidate.name)
-            mounted = await self._mount(digest, candidate.name)
+            if (
+                isinstance(candidate, RemoteRepository)
+                and candidate.registry is self.registry
+                and candidate.name not in (self.name, *sources)
+            ):
+                sources.append(candidate.name)
+        if not sources and self.registry.known_nested():
+            sources.append(None)  # (a copy pings its destination first: it knows)
+        session: URL | None = None
+        for name in sources:
+            mounted = await self._mount(digest, name)
             if mounted is True:
                 progress(ProgressEvent("done", digest, size, outcome="mounted", where=self.display))
                 return "mounted"
