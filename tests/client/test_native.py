@@ -97,6 +97,23 @@ def test_copy_into_an_ocinest_holding_the_blobs_elsewhere_mounts_them(
     assert_tree_at(server.url, "team/kb", ko_tree, ref="build-1")
 
 
+def test_copy_carries_the_childrens_tags(
+    server: Server, second_server: Server, ko_tree: Tree, cli: Cli
+) -> None:
+    src = f"{server.host}/myrepo/ko-build:build-1"
+    out = cli("copy", src, f"{second_server.host}/mirror/kb")
+    assert "2 child tags set" in out.stderr
+    for key in ("app1", "app2"):
+        _, digest, _ = ko_tree.manifests[key]
+        r = httpx.head(f"{second_server.url}/v2/mirror/kb/{key}/manifests/latest")
+        assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == digest
+    again = json.loads(cli("copy", src, f"{second_server.host}/mirror/kb", "--json").stdout)
+    assert again["stats"]["tags_pushed"] == 0
+    cli("copy", "--no-child-tags", src, f"{second_server.host}/bare/kb")
+    r = httpx.head(f"{second_server.url}/v2/bare/kb/app1/manifests/latest")
+    assert r.status_code == 404
+
+
 def test_pull_to_a_layout_and_push_back_keeps_every_digest(
     server: Server, second_server: Server, ko_tree: Tree, cli: Cli, tmp_path: Path
 ) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+from rich.filesize import decimal
 
 from ocinest.client import (
     BadReference,
@@ -151,13 +152,15 @@ def plural(count: int, word: str, words: str | None = None) -> str:
 
 def summary(stats: Stats) -> str:
     parts = [
-        f"{plural(stats.blobs_uploaded, 'blob')} uploaded",
+        f"{plural(stats.blobs_uploaded, 'blob')} uploaded ({decimal(stats.bytes_uploaded)})",
         f"{stats.blobs_mounted} mounted",
         f"{stats.blobs_skipped} already there",
         f"{plural(stats.manifests_pushed, 'manifest')} pushed",
     ]
     if stats.manifests_skipped:
         parts.append(f"{stats.manifests_skipped} already there")
+    if stats.tags_pushed:
+        parts.append(f"{plural(stats.tags_pushed, 'child tag')} set")
     return ", ".join(parts)
 
 

@@ -159,18 +159,30 @@ def pull(
 @click.argument("source")
 @click.argument("destination")
 @click.option("--referrers", is_flag=True, help="Bring signatures, SBOMs and other referrers.")
+@click.option(
+    "--child-tags/--no-child-tags",
+    default=True,
+    help="Give each child at the destination the tags it has at the source [default on].",
+)
 @MODE_OPTION
 @JSON_OPTION
 @CONCURRENCY_OPTION
 @connection_options
 def copy(
-    source: str, destination: str, referrers: bool, mode: str, as_json: bool, **kw: Any
+    source: str,
+    destination: str,
+    referrers: bool,
+    child_tags: bool,
+    mode: str,
+    as_json: bool,
+    **kw: Any,
 ) -> None:
     """Copy the whole tree at SOURCE to DESTINATION, children relocated under it.
 
     Either side is a registry reference (host/repo[:tag][@digest]) or an OCI layout
     (oci:DIR[:tag]). Blobs are mounted or skipped when already there, and each blob is
-    transferred at most once. Prints the pinned destination.
+    transferred at most once; each child keeps the tags it has at the source. Prints the
+    pinned destination.
     """
     options = options_from(kw)
     src = reference_arg(source)
@@ -180,7 +192,13 @@ def copy(
         async with Client(options) as client:
             with TransferBars(not as_json) as bars:
                 return await client_ops.copy(
-                    client, src, dst, mode=mode, referrers=referrers, progress=bars
+                    client,
+                    src,
+                    dst,
+                    mode=mode,
+                    referrers=referrers,
+                    child_tags=child_tags,
+                    progress=bars,
                 )
 
     result = run(go())

@@ -70,6 +70,7 @@ class Stats:
     bytes_downloaded: int = 0
     manifests_pushed: int = 0
     manifests_skipped: int = 0
+    tags_pushed: int = 0  # the children's own tags a copy carried
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -85,6 +86,11 @@ class Repository(Protocol):
     @property
     def nested_path(self) -> str:
         """The child path below the root it was opened at ("" for the root)."""
+
+    @property
+    def own_tags(self) -> bool:
+        """Whether a child repository has tags of its own (a registry's repositories do; the
+        names of an OCI layout are shared by everything it holds)."""
 
     def child(self, path: str) -> Repository:
         """The nested child repository `path` below this one."""

@@ -54,12 +54,14 @@ class Copier:
         *,
         mode: str = "auto",
         referrers: bool = False,
+        child_tags: bool = False,
         concurrency: int = 4,
         progress: Progress = no_progress,
         stats: Stats | None = None,
     ) -> None:
         self.mode = mode
         self.referrers = referrers
+        self.child_tags = child_tags
         self.progress = progress
         self.stats = stats or Stats()
         self._limit = asyncio.Semaphore(max(1, concurrency))
@@ -141,6 +143,8 @@ class Copier:
             await asyncio.gather(*(self._blob(d, node.repo, target) for d in blobs))
         for target in targets:
             await self._manifest(node, target, tag if target is dst else None, is_root, subject)
+        if self.child_tags and node.child_path and node.repo.own_tags and dst.own_tags:
+            await self._carry_tags(node, dst)
         if self.referrers:
             await asyncio.gather(
                 *(self._place(r, dst, ancestors, mode, subject=node) for r in node.referrers)
@@ -179,6 +183,18 @@ class Copier:
             return
         await target.put_manifest(node.body, node.media_type, tag, root=is_root)
         self.stats.manifests_pushed += 1
+
+    async def _carry_tags(self, node: Node, dst: Repository) -> None:
+        """Give the child at `dst` the tags its source repository has for it."""
+        assert node.body is not None
+        for tag in await node.repo.tags():
+            source = await node.repo.head_manifest(tag)
+            if source is None or source[1] != node.digest:
+                continue
+            there = await dst.head_manifest(tag)
+            if there is None or there[1] != node.digest:
+                await dst.put_manifest(node.body, node.media_type, tag)
+                self.stats.tags_pushed += 1
 
     async def _put_referrer(self, node: Node, target: Repository, subject: Node) -> None:
         assert node.body is not None

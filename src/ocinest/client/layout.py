@@ -112,6 +112,10 @@ class LayoutRepository:
     def nested_path(self) -> str:
         return self._nested_path
 
+    @property
+    def own_tags(self) -> bool:
+        return False
+
     def child(self, path: str) -> LayoutRepository:
         problem = child_path_problem("x", path)
         if problem:

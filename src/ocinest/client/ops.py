@@ -49,9 +49,12 @@ async def copy(
     *,
     mode: str = "auto",
     referrers: bool = False,
+    child_tags: bool = True,
     progress: Progress = no_progress,
 ) -> CopyResult:
-    """Copy the tree at `src` to `dst` (registries, repositories, OCI layouts)."""
+    """Copy the tree at `src` to `dst` (registries, repositories, OCI layouts); with
+    `child_tags`, each nested child keeps the tags its source repository has for it (where
+    both sides are registries)."""
     if isinstance(dst, RemoteRef) and dst.digest is not None:
         raise BadReference(f"destination {dst} names a digest; give a tag or none")
     source = open_repository(client, src)
@@ -65,6 +68,7 @@ async def copy(
     async with Copier(
         mode=mode,
         referrers=referrers,
+        child_tags=child_tags,
         concurrency=client.options.concurrency,
         progress=progress,
     ) as copier:

@@ -122,6 +122,10 @@ class RemoteRepository:
     def nested_path(self) -> str:
         return self._nested_path
 
+    @property
+    def own_tags(self) -> bool:
+        return True
+
     def child(self, path: str) -> RemoteRepository:
         nested = f"{self._nested_path}/{path}" if self._nested_path else path
         return RemoteRepository(self.registry, f"{self.name}/{path}", nested)
