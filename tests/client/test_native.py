@@ -73,8 +73,12 @@ def test_copy_between_registries_with_referrers(
     src = f"{server.host}/myrepo/ko-build:build-1"
     out = cli("copy", "--referrers", src, f"{second_server.host}/mirror/ko-build")
     assert out.stdout.strip() == f"{second_server.host}/mirror/ko-build@{ko_tree.digest}"
-    # Not a terminal: no progress bars, only the one summary line.
-    assert "\x1b" not in out.stderr and len(out.stderr.splitlines()) == 1
+    # Not a terminal: no progress bars; a line per manifest placed (the root, app1, app2 and
+    # its two platform images, the signature), then the summary.
+    lines = out.stderr.splitlines()
+    assert "\x1b" not in out.stderr and lines[-1].startswith("copied (native mode): ")
+    assert len(lines) == 7
+    assert all(line.startswith("pushed manifest sha256:") for line in lines[:-1])
     assert_tree_at(second_server.url, "mirror/ko-build", ko_tree, ref="build-1")
     # The signature of app1 is a referrer of app1 in mirror/ko-build/app1.
     app1 = ko_tree.manifests["app1"][1]

@@ -11,8 +11,8 @@ from ocinest.cli.options import (
     CONCURRENCY_OPTION,
     JSON_OPTION,
     MODE_OPTION,
+    QUIET_OPTION,
     RESULT_FILE_OPTION,
-    TransferBars,
     connection_options,
     emit,
     fail,
@@ -24,6 +24,7 @@ from ocinest.cli.options import (
     summary,
     write_result,
 )
+from ocinest.cli.progress import reporter
 from ocinest.client import BadReference, Client, Kind, RemoteRef, parse_remote
 from ocinest.client import ops as client_ops
 from ocinest.oci.nested import SET_ARTIFACT_TYPE
@@ -73,6 +74,7 @@ def _child_argument(parent: RemoteRef, value: str) -> tuple[str, Any]:
 @RESULT_FILE_OPTION
 @MODE_OPTION
 @JSON_OPTION
+@QUIET_OPTION
 @CONCURRENCY_OPTION
 @connection_options
 def index_create(
@@ -86,6 +88,7 @@ def index_create(
     result_file: Path | None,
     mode: str,
     as_json: bool,
+    quiet: bool,
     **kw: Any,
 ) -> None:
     """Push an index to PARENT (host/repo[:tag]) pinning CHILD=REF children.
@@ -118,7 +121,7 @@ def index_create(
 
     async def go() -> client_ops.IndexResult:
         async with Client(options) as client:
-            with TransferBars(not as_json) as bars:
+            with reporter(as_json, quiet) as report:
                 return await client_ops.create_index(
                     client,
                     parent_ref,
@@ -128,7 +131,7 @@ def index_create(
                     platforms=platforms,
                     artifact_type=artifact_type,
                     annotations=annotation_map,
-                    progress=bars,
+                    progress=report,
                 )
 
     result = run(go())

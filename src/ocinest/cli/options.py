@@ -1,6 +1,6 @@
 """What the client commands share: connection options, `--json`, `--mode` and `--concurrency`
 (each only on the commands it applies to), running a command's coroutine (a `ClientError`
-becomes one line on stderr and its exit code), output, and progress bars."""
+becomes one line on stderr and its exit code), and output (progress is cli/progress.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from ocinest.client import (
     ClientError,
     Kind,
     Options,
-    ProgressEvent,
     Stats,
     parse_reference,
 )
@@ -37,6 +36,12 @@ MODE_OPTION = click.option(
     "the parent repository by digest (any registry); auto: ask the registry.",
 )
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+QUIET_OPTION = click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="No progress on stderr, only errors (else lines, or JSON lines with --json).",
+)
 # Only on the commands that transfer blobs.
 CONCURRENCY_OPTION = click.option(
     "--concurrency",
@@ -163,52 +168,3 @@ def summary(stats: Stats) -> str:
         parts.append(f"{plural(stats.tags_pushed, 'child tag')} set")
     return ", ".join(parts)
 
-
-class TransferBars:
-    """Progress bars (rich) on stderr, only when stdout is a terminal and not with --json."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stdout.isatty() and sys.stderr.isatty()
-        self._progress: Any = None
-        self._tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> TransferBars:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TransferSpeedColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-    def __call__(self, event: ProgressEvent) -> None:
-        if self._progress is None:
-            return
-        key = str(event.digest)
-        if event.kind == "start":
-            label = f"{event.digest.encoded[:12]}"
-            if key in self._tasks:
-                self._progress.reset(self._tasks[key], total=max(event.size, 0))
-            else:
-                self._tasks[key] = self._progress.add_task(label, total=max(event.size, 0))
-        elif event.kind == "advance" and key in self._tasks:
-            self._progress.advance(self._tasks[key], event.amount)
-        elif event.kind == "done" and key in self._tasks:
-            self._progress.remove_task(self._tasks.pop(key))

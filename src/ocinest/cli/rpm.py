@@ -11,8 +11,8 @@ from ocinest.cli.options import (
     CONCURRENCY_OPTION,
     JSON_OPTION,
     MODE_OPTION,
+    QUIET_OPTION,
     RESULT_FILE_OPTION,
-    TransferBars,
     connection_options,
     emit,
     fail,
@@ -22,6 +22,7 @@ from ocinest.cli.options import (
     summary,
     write_result,
 )
+from ocinest.cli.progress import reporter
 from ocinest.client import BadReference, Client, Kind, RemoteRef
 from ocinest.client import rpm as client_rpm
 from ocinest.client.reference import parse_remote
@@ -53,6 +54,7 @@ def rpm() -> None:
 @RESULT_FILE_OPTION
 @MODE_OPTION
 @JSON_OPTION
+@QUIET_OPTION
 @CONCURRENCY_OPTION
 @connection_options
 def rpm_push(
@@ -62,6 +64,7 @@ def rpm_push(
     result_file: Path | None,
     mode: str,
     as_json: bool,
+    quiet: bool,
     **kw: Any,
 ) -> None:
     """Push RPMs (files, or every *.rpm below DIR) as the repository REFERENCE (host/P[:tag],
@@ -78,9 +81,9 @@ def rpm_push(
 
     async def go() -> client_rpm.RpmPushResult:
         async with Client(options) as client:
-            with TransferBars(not as_json) as bars:
+            with reporter(as_json, quiet) as report:
                 return await client_rpm.push(
-                    client, ref, list(inputs), base=base_ref, mode=mode, progress=bars
+                    client, ref, list(inputs), base=base_ref, mode=mode, progress=report
                 )
 
     result = run(go())

@@ -12,7 +12,7 @@ from ocinest.cli.options import (
     CONCURRENCY_OPTION,
     JSON_OPTION,
     MODE_OPTION,
-    TransferBars,
+    QUIET_OPTION,
     connection_options,
     emit,
     fail,
@@ -22,6 +22,7 @@ from ocinest.cli.options import (
     run,
     summary,
 )
+from ocinest.cli.progress import reporter
 from ocinest.client import BadReference, Client, Kind, LayoutRef, RemoteRef
 from ocinest.client import ops as client_ops
 from ocinest.client.copy import CopyResult
@@ -46,6 +47,7 @@ def _file_argument(value: str) -> tuple[Path, str | None]:
 )
 @click.option("--annotation", "annotations", multiple=True, metavar="KEY=VALUE")
 @JSON_OPTION
+@QUIET_OPTION
 @CONCURRENCY_OPTION
 @connection_options
 def push(
@@ -54,6 +56,7 @@ def push(
     artifact_type: str | None,
     annotations: tuple[str, ...],
     as_json: bool,
+    quiet: bool,
     **kw: Any,
 ) -> None:
     """Push FILEs as one OCI artifact (ORAS style) to REFERENCE.
@@ -72,14 +75,14 @@ def push(
 
     async def go() -> client_ops.PushResult:
         async with Client(options) as client:
-            with TransferBars(not as_json) as bars:
+            with reporter(as_json, quiet) as report:
                 return await client_ops.push_files(
                     client,
                     ref,
                     paths,
                     artifact_type=artifact_type,
                     annotations=annotation_map,
-                    progress=bars,
+                    progress=report,
                 )
 
     result = run(go())
@@ -110,6 +113,7 @@ def push(
 @click.option("--tag", help="Tag the root in the layout [default: the reference's tag].")
 @click.option("--referrers", is_flag=True, help="Bring signatures, SBOMs and other referrers.")
 @JSON_OPTION
+@QUIET_OPTION
 @CONCURRENCY_OPTION
 @connection_options
 def pull(
@@ -118,6 +122,7 @@ def pull(
     tag: str | None,
     referrers: bool,
     as_json: bool,
+    quiet: bool,
     **kw: Any,
 ) -> None:
     """Write the whole tree at REFERENCE into an OCI image layout, digests verified.
@@ -132,9 +137,9 @@ def pull(
 
     async def go() -> CopyResult:
         async with Client(options) as client:
-            with TransferBars(not as_json) as bars:
+            with reporter(as_json, quiet) as report:
                 return await client_ops.pull(
-                    client, ref, output, tag=tag, referrers=referrers, progress=bars
+                    client, ref, output, tag=tag, referrers=referrers, progress=report
                 )
 
     result = run(go())
@@ -166,6 +171,7 @@ def pull(
 )
 @MODE_OPTION
 @JSON_OPTION
+@QUIET_OPTION
 @CONCURRENCY_OPTION
 @connection_options
 def copy(
@@ -175,6 +181,7 @@ def copy(
     child_tags: bool,
     mode: str,
     as_json: bool,
+    quiet: bool,
     **kw: Any,
 ) -> None:
     """Copy the whole tree at SOURCE to DESTINATION, children relocated under it.
@@ -190,7 +197,7 @@ def copy(
 
     async def go() -> CopyResult:
         async with Client(options) as client:
-            with TransferBars(not as_json) as bars:
+            with reporter(as_json, quiet) as report:
                 return await client_ops.copy(
                     client,
                     src,
@@ -198,7 +205,7 @@ def copy(
                     mode=mode,
                     referrers=referrers,
                     child_tags=child_tags,
-                    progress=bars,
+                    progress=report,
                 )
 
     result = run(go())
@@ -217,4 +224,4 @@ def copy(
         },
         [pinned],
     )
-    note(as_json, f"copied ({result.mode} mode): " + summary(result.stats))
+    note(as_json or quiet, f"copied ({result.mode} mode): " + summary(result.stats))

@@ -37,10 +37,11 @@ class Fetched:
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One step of a blob transfer.
+    """One step of a transfer.
 
-    `kind` is "start" (size known), "advance" (`amount` more bytes moved) or "done"
-    (`outcome`: "uploaded", "downloaded", "mounted", "skipped" or "written").
+    For a blob, `kind` is "start" (size known), "advance" (`amount` more bytes moved) or
+    "done" (`outcome`: "uploaded", "downloaded", "mounted", "skipped" or "written"). A
+    manifest placed is one event of kind "manifest" (`outcome`: "pushed" or "skipped").
     """
 
     kind: str

@@ -169,9 +169,11 @@ class Copier:
             try:
                 if await target.has_manifest(node.digest, root=is_root):
                     self.stats.manifests_skipped += 1
+                    self._placed(node, target, "skipped")
                 else:
                     await target.put_manifest(node.body, node.media_type, None, root=is_root)
                     self.stats.manifests_pushed += 1
+                    self._placed(node, target, "pushed")
                 done.set_result(None)
             except BaseException as exc:
                 done.set_exception(exc)
@@ -183,6 +185,12 @@ class Copier:
             return
         await target.put_manifest(node.body, node.media_type, tag, root=is_root)
         self.stats.manifests_pushed += 1
+        self._placed(node, target, "pushed")
+
+    def _placed(self, node: Node, target: Repository, outcome: str) -> None:
+        self.progress(
+            ProgressEvent("manifest", node.digest, node.size, outcome=outcome, where=target.display)
+        )
 
     async def _carry_tags(self, node: Node, dst: Repository) -> None:
         """Give the child at `dst` the tags its source repository has for it."""
@@ -207,8 +215,10 @@ class Copier:
         )
         if await target.put_referrer(node.body, referrer, subject.digest):
             self.stats.manifests_pushed += 1
+            self._placed(node, target, "pushed")
         else:
             self.stats.manifests_skipped += 1
+            self._placed(node, target, "skipped")
 
     # Blobs
 

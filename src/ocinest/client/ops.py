@@ -24,7 +24,7 @@ from ocinest.oci.nested import (
     parent_index,
 )
 
-from .base import BlobSource, Progress, Repository, Stats, no_progress
+from .base import BlobSource, Progress, ProgressEvent, Repository, Stats, no_progress
 from .copy import Copier, CopyResult, resolve_mode
 from .errors import BadReference, ClientError, Kind, NotFound, RegistryError
 from .layout import LayoutRepository
@@ -379,6 +379,7 @@ async def push_files(
         tag = "latest"
     digest = await repo.put_manifest(body, mt.OCI_MANIFEST, tag, root=True)
     stats.manifests_pushed += 1
+    progress(ProgressEvent("manifest", digest, len(body), outcome="pushed", where=repo.display))
     if ref.digest is not None and ref.digest != digest:
         raise ClientError(f"the artifact's digest is {digest}, not {ref.digest}")
     pinned = (

@@ -39,7 +39,7 @@ from ocinest.oci.nested import (
     parent_index,
 )
 
-from .base import BlobSource, Fetched, Progress, Repository, Stats, no_progress
+from .base import BlobSource, Fetched, Progress, ProgressEvent, Repository, Stats, no_progress
 from .copy import Copier
 from .errors import BadReference, ClientError, Kind, NotFound
 from .ops import hash_file, open_repository
@@ -281,6 +281,7 @@ async def _push_artifact(
     else:
         await repo.put_manifest(body, mt.OCI_MANIFEST, tag)
         stats.manifests_pushed += 1
+        progress(ProgressEvent("manifest", digest, len(body), outcome="pushed", where=repo.display))
     return node_of(repo, Fetched(body, mt.OCI_MANIFEST, digest))
 
 
