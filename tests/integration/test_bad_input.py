@@ -25,8 +25,6 @@ from tests.integration.ocihttp import (
     wait_until_healthy,
 )
 
-pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
-
 HUGE = "9" * 5000
 
 
@@ -59,6 +57,7 @@ def stable_range(client: httpx.Client, location: str) -> int:
 # Clients that go away
 
 
+@pytest.mark.stores
 def test_disconnect_during_monolithic_post(server: Server, client: httpx.Client) -> None:
     repo = "bad/mono"
     push_blob(client, repo, b"the repository exists")
@@ -80,6 +79,7 @@ def test_disconnect_during_monolithic_post(server: Server, client: httpx.Client)
     assert_clean_log(server)
 
 
+@pytest.mark.stores
 @pytest.mark.parametrize("method", ["PATCH", "PUT"])
 def test_disconnect_during_session_upload_is_resumable(
     server: Server, client: httpx.Client, method: str
@@ -113,6 +113,7 @@ def test_disconnect_during_session_upload_is_resumable(
     assert_clean_log(server)
 
 
+@pytest.mark.stores
 def test_disconnect_before_any_body(server: Server, client: httpx.Client) -> None:
     repo = "bad/nobody"
     location = start_upload(client, repo)
@@ -125,6 +126,7 @@ def test_disconnect_before_any_body(server: Server, client: httpx.Client) -> Non
     assert_clean_log(server)
 
 
+@pytest.mark.stores
 def test_disconnect_during_manifest_put(server: Server, client: httpx.Client) -> None:
     repo = "bad/manifest"
     body = oci_image(client, repo)
@@ -144,6 +146,7 @@ def test_disconnect_during_manifest_put(server: Server, client: httpx.Client) ->
     assert_clean_log(server)
 
 
+@pytest.mark.stores
 def test_stalled_client_does_not_block_others(server: Server, client: httpx.Client) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as stalled:
         stalled.sendall(b"PATCH /v2/bad/stall/blobs/uploads/")  # half a request line

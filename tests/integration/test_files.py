@@ -15,8 +15,6 @@ from tests.conftest import Server, error_codes, free_port, push_blob, push_manif
 from tests.integration.ocihttp import raw_request
 from tests.integration.test_nested import index, nested, push_index
 
-pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
-
 TITLE = "org.opencontainers.image.title"
 EMPTY = b"{}"
 RPM = b"\xed\xab\xee\xdb" + bytes(range(256)) * 8

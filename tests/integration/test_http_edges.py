@@ -20,8 +20,6 @@ from tests.integration.ocihttp import (
     start_upload,
 )
 
-pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
-
 # Errors outside the registry's own routes
 
 
@@ -191,6 +189,7 @@ def test_ranges_of_an_empty_blob(client: httpx.Client) -> None:
     assert r.content == b""
 
 
+@pytest.mark.stores
 def test_range_deep_in_a_large_blob(client: httpx.Client) -> None:
     """Past the store's read batches, and across them."""
     data = os.urandom(9 << 20)
@@ -226,6 +225,7 @@ def chunked(data: bytes, piece: int = 1 << 16) -> Iterator[bytes]:
         yield data[i : i + piece]
 
 
+@pytest.mark.stores
 @pytest.mark.parametrize("framing", ["chunked", "content-length"])
 def test_patch_body_of_another_length_than_its_range_appends_nothing(
     client: httpx.Client, framing: str
@@ -255,6 +255,7 @@ def test_patch_body_of_another_length_than_its_range_appends_nothing(
         assert client.get(f"/v2/{repo}/blobs/{sha256(data)}").content == data
 
 
+@pytest.mark.stores
 def test_final_put_longer_than_its_range_creates_nothing(client: httpx.Client) -> None:
     repo = "edges/putlen"
     data = os.urandom(10)
@@ -274,6 +275,7 @@ def test_final_put_longer_than_its_range_creates_nothing(client: httpx.Client) -
     assert_status(r, 201)
 
 
+@pytest.mark.stores
 def test_large_overflowing_chunk_stores_nothing_of_it(client: httpx.Client) -> None:
     """A body that overflows only after megabytes: the chunk is refused whole (416, nothing of
     it kept, not even the range's first megabytes), and the upload resumes from where it was."""

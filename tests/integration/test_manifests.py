@@ -40,8 +40,6 @@ from tests.integration.ocihttp import (
     unknown_digest,
 )
 
-pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
-
 MAX_MANIFEST = 4 * 1024 * 1024
 
 
@@ -702,6 +700,7 @@ def test_delete_unknown_manifest_is_404(client: httpx.Client) -> None:
     assert_error(client.delete(f"/v2/{repo}/manifests/nosuchtag"), 404, "MANIFEST_UNKNOWN")
 
 
+@pytest.mark.stores
 def test_delete_child_of_index_is_denied_until_index_is_deleted(client: httpx.Client) -> None:
     repo = "man/protect"
     children = [oci_image(client, repo) for _ in range(2)]
@@ -732,6 +731,7 @@ def test_delete_tag_of_index_child_is_allowed(client: httpx.Client) -> None:
     assert_pullable(client, repo, [sha256(child)], child, OCI_MANIFEST)
 
 
+@pytest.mark.stores
 def test_delete_child_referenced_by_two_indexes(client: httpx.Client) -> None:
     repo = "man/twoindexes"
     child = oci_image(client, repo)
