@@ -4,7 +4,7 @@ Each command's module is imported only when that command runs, so that `ocinest 
 and a client command never pay for the registry's imports (nor the registry for the client's).
 
 The client commands (login, logout, index, push, tree, pull, copy, delete, rpm, key, sign,
-verify) print for humans by default, one JSON object with `--json`. Exit codes: 0 success,
+attest, verify) print for humans by default, one JSON object with `--json`. Exit codes: 0 success,
 1 the operation failed, 2 bad input (usage, malformed reference), 3 authentication, 4 not
 found, 5 network. A user error prints one line on stderr, never a traceback.
 """
@@ -33,6 +33,7 @@ COMMANDS = {
     "rpm": ("ocinest.cli.rpm", "rpm"),
     "key": ("ocinest.cli.sign", "key"),
     "sign": ("ocinest.cli.sign", "sign"),
+    "attest": ("ocinest.cli.sign", "attest"),
     "verify": ("ocinest.cli.sign", "verify"),
 }
 

@@ -1,7 +1,8 @@
 """Signing and verifying every node of a tree (the root, each child, grandchild and platform
 manifest), each node's signature a cosign v3 bundle stored as an OCI 1.1 referrer in the
 node's own repository (the `sha256-<hex>` tag scheme where the registry has no referrers API),
-so that stock cosign verifies any node by itself."""
+so that stock cosign verifies any node by itself. Attestations (in-toto statements of another
+predicate type: provenance, SBOMs) are signed and stored the same way."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from ocinest.oci.nested import EMPTY_JSON, descriptor
 from ocinest.oci.signing import (
     BUNDLE_TYPES,
     BUNDLE_V03,
+    COSIGN_SIGN_PREDICATE,
+    PREDICATE_ANNOTATION,
     SignatureProblem,
     key_hint,
     referrer_manifest,
@@ -31,7 +34,7 @@ from .reference import Ref
 from .remote import Client
 from .tree import Node, walk
 
-MAX_BUNDLE = 1 << 20
+MAX_BUNDLE = 16 << 20  # an attestation may carry a large SBOM
 
 
 def _nodes(root: Node, recursive: bool) -> list[Node]:
@@ -76,11 +79,16 @@ class Signed:
         }
 
 
-async def _sign_node(node: Node, key: ec.EllipticCurvePrivateKey) -> Signed:
+async def _sign_node(
+    node: Node,
+    key: ec.EllipticCurvePrivateKey,
+    kind: str = COSIGN_SIGN_PREDICATE,
+    predicate: dict[str, Any] | None = None,
+) -> Signed:
     repo = node.repo
-    bundle = sign_bundle(key, repo.display, node.digest)
+    bundle = sign_bundle(key, repo.display, node.digest, kind, predicate)
     subject = descriptor(node.media_type, node.digest, node.size)
-    body = referrer_manifest(bundle, subject)
+    body = referrer_manifest(bundle, subject, kind=kind)
     for blob in (EMPTY_JSON, bundle):
         await repo.push_blob(Digest.of(blob), len(blob), blob, no_progress)
     doc = json.loads(body)
@@ -103,6 +111,21 @@ async def sign(
     return list(await asyncio.gather(*(_sign_node(n, key) for n in nodes)))
 
 
+async def attest(
+    client: Client,
+    ref: Ref,
+    key: ec.EllipticCurvePrivateKey,
+    kind: str,
+    predicate: dict[str, Any],
+    *,
+    recursive: bool = True,
+) -> list[Signed]:
+    """Attach to the node at `ref` (with `recursive`, to every node below it too) a signed
+    in-toto statement of predicate type `kind` about it, as `cosign attest` does."""
+    nodes = await _tree(client, ref, recursive, "pull", "push")
+    return list(await asyncio.gather(*(_sign_node(n, key, kind, predicate) for n in nodes)))
+
+
 @dataclass(frozen=True)
 class Checked:
     """One node's verdict: ok, or why not."""
@@ -112,6 +135,7 @@ class Checked:
     key_id: str
     ok: bool
     reason: str = ""
+    attested: tuple[str, ...] = ()  # the predicate types of the attestations that verified
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -120,11 +144,13 @@ class Checked:
             "keyId": self.key_id,
             "ok": self.ok,
             "reason": self.reason,
+            "attestations": list(self.attested),
         }
 
     def line(self) -> str:
         verdict = "ok" if self.ok else f"FAILED: {self.reason}"
-        return f"{self.repository}@{self.digest}  key {self.key_id}  {verdict}"
+        attested = f"  attested {', '.join(self.attested)}" if self.attested else ""
+        return f"{self.repository}@{self.digest}  key {self.key_id}{attested}  {verdict}"
 
 
 async def _bundle_of(node: Node, listed: dict[str, Any]) -> bytes:
@@ -143,30 +169,65 @@ async def _bundle_of(node: Node, listed: dict[str, Any]) -> bytes:
     return await node.repo.fetch_blob_bytes(digest, size)
 
 
-async def _check(node: Node, key: ec.EllipticCurvePublicKey) -> Checked:
+ANY = ""  # verify(attestations=ANY): an attestation of any predicate type
+
+
+async def _check(node: Node, key: ec.EllipticCurvePublicKey, attestations: str | None) -> Checked:
+    """The node passes when one of its signatures verifies with `key` for its own digest and,
+    with `attestations` (a predicate type, or ANY), one such attestation does too."""
     ours = key_hint(key)
-    listed = [
-        d for d in await node.repo.referrers(node.digest) if d.get("artifactType") in BUNDLE_TYPES
-    ]
-    problems: list[str] = []
-    for entry in listed:
+    signature: str | None = None  # the key hint of a signature that verified
+    attested: list[str] = []
+    problems: dict[bool, list[str]] = {True: [], False: []}  # by "is a signature"
+    for entry in await node.repo.referrers(node.digest):
+        if entry.get("artifactType") not in BUNDLE_TYPES:
+            continue
+        kind = str(
+            (entry.get("annotations") or {}).get(PREDICATE_ANNOTATION, COSIGN_SIGN_PREDICATE)
+        )
+        is_signature = kind == COSIGN_SIGN_PREDICATE
+        if is_signature and signature is not None:
+            continue
+        if not is_signature and (attestations is None or attestations not in (ANY, kind)):
+            continue
         try:
-            verified = verify_bundle(await _bundle_of(node, entry), key, node.digest)
+            verified = verify_bundle(await _bundle_of(node, entry), key, node.digest, kind)
         except SignatureProblem as exc:
-            problems.append(f"{entry.get('digest')}: {exc.reason}")
+            problems[is_signature].append(f"{entry.get('digest')}: {exc.reason}")
             continue
         except (NotFound, ClientError) as exc:
-            problems.append(f"{entry.get('digest')}: {exc.message}")
+            problems[is_signature].append(f"{entry.get('digest')}: {exc.message}")
             continue
-        return Checked(node.repo.display, node.digest, verified.hint, True)
-    reason = "; ".join(problems) if problems else "unsigned: no signature referrer"
-    return Checked(node.repo.display, node.digest, ours, False, reason)
+        if is_signature:
+            signature = verified.hint
+        elif kind not in attested:
+            attested.append(kind)
+    reasons = []
+    if signature is None:
+        reasons.append("; ".join(problems[True]) or "unsigned: no signature referrer")
+    if attestations is not None and not attested:
+        what = f"no attestation of type {attestations}" if attestations else "no attestation"
+        reasons.append("; ".join(problems[False]) or what)
+    return Checked(
+        node.repo.display,
+        node.digest,
+        signature or ours,
+        not reasons,
+        "; ".join(reasons),
+        tuple(attested),
+    )
 
 
 async def verify(
-    client: Client, ref: Ref, key: ec.EllipticCurvePublicKey, *, recursive: bool = True
+    client: Client,
+    ref: Ref,
+    key: ec.EllipticCurvePublicKey,
+    *,
+    recursive: bool = True,
+    attestations: str | None = None,
 ) -> list[Checked]:
     """Check the node at `ref` (with `recursive`, every node below it too): a node passes
-    when any of its signatures verifies with `key` for its own digest."""
+    when any of its signatures verifies with `key` for its own digest, and, with
+    `attestations` (a predicate type URI, or ANY), any attestation of that type does too."""
     nodes = await _tree(client, ref, recursive, "pull")
-    return list(await asyncio.gather(*(_check(n, key) for n in nodes)))
+    return list(await asyncio.gather(*(_check(n, key, attestations) for n in nodes)))

@@ -38,6 +38,34 @@ PREDICATE_ANNOTATION = "dev.sigstore.bundle.predicateType"
 CREATED_ANNOTATION = "org.opencontainers.image.created"
 
 
+# `--type` shorthands for a predicate type, as cosign takes them (cmd/cosign/cli/options/
+# predicate.go); any other value must be the type's URI. cosign's own `custom` type wraps the
+# file in a predicate of its own, so it is not among them.
+PREDICATE_TYPES = {
+    "slsaprovenance": "https://slsa.dev/provenance/v0.2",
+    "slsaprovenance02": "https://slsa.dev/provenance/v0.2",
+    "slsaprovenance1": "https://slsa.dev/provenance/v1",
+    "spdx": "https://spdx.dev/Document",
+    "spdxjson": "https://spdx.dev/Document",
+    "cyclonedx": "https://cyclonedx.org/bom",
+    "link": "https://in-toto.io/Link/v1",
+    "vuln": "https://cosign.sigstore.dev/attestation/vuln/v1",
+}
+
+
+def predicate_type(name: str) -> str:
+    """The predicate type URI `name` stands for; ValueError when it is neither a shorthand
+    nor an absolute URI."""
+    uri = PREDICATE_TYPES.get(name, name)
+    scheme, _, rest = uri.partition("://")
+    if not scheme or not rest or not scheme.isalpha():
+        shorthands = ", ".join(sorted(PREDICATE_TYPES))
+        raise ValueError(f"predicate type {name!r} is neither a URI nor one of {shorthands}")
+    if uri == COSIGN_SIGN_PREDICATE:
+        raise ValueError(f"{uri} is the signature's own predicate: use sign")
+    return uri
+
+
 class SignatureProblem(Exception):
     """Why a bundle does not verify a node, in words a user acts on."""
 
@@ -61,20 +89,33 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
 
 
-def statement(name: str, digest: Digest) -> bytes:
-    """The in-toto Statement v1 that cosign signs for an image: subject `name` at `digest`."""
+def statement(
+    name: str,
+    digest: Digest,
+    kind: str = COSIGN_SIGN_PREDICATE,
+    predicate: dict[str, Any] | None = None,
+) -> bytes:
+    """The in-toto Statement v1 about `name` at `digest`: cosign's signature of an image, or
+    an attestation of predicate type `kind`."""
     doc = {
         "_type": STATEMENT_V1,
         "subject": [{"name": name, "digest": {digest.algorithm: digest.encoded}}],
-        "predicateType": COSIGN_SIGN_PREDICATE,
-        "predicate": {},
+        "predicateType": kind,
+        "predicate": predicate or {},
     }
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def sign_bundle(private_key: ec.EllipticCurvePrivateKey, name: str, digest: Digest) -> bytes:
-    """The Sigstore bundle v0.3 (JSON) signing the node `name`@`digest`."""
-    payload = statement(name, digest)
+def sign_bundle(
+    private_key: ec.EllipticCurvePrivateKey,
+    name: str,
+    digest: Digest,
+    kind: str = COSIGN_SIGN_PREDICATE,
+    predicate: dict[str, Any] | None = None,
+) -> bytes:
+    """The Sigstore bundle v0.3 (JSON) signing a statement about the node `name`@`digest`
+    (cosign's signature, or an attestation of predicate type `kind`)."""
+    payload = statement(name, digest, kind, predicate)
     signature = private_key.sign(pae(INTOTO_PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
     doc = {
         "mediaType": BUNDLE_V03,
@@ -89,10 +130,13 @@ def sign_bundle(private_key: ec.EllipticCurvePrivateKey, name: str, digest: Dige
 
 
 def referrer_manifest(
-    bundle: bytes, subject: dict[str, Any], created: datetime | None = None
+    bundle: bytes,
+    subject: dict[str, Any],
+    created: datetime | None = None,
+    kind: str = COSIGN_SIGN_PREDICATE,
 ) -> bytes:
     """The referrer manifest cosign pushes for a bundle: empty config, the bundle as its one
-    layer, `subject` the signed node's descriptor."""
+    layer, `subject` the signed node's descriptor, the statement's predicate type annotated."""
     when = (created or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     doc = {
         "schemaVersion": 2,
@@ -103,7 +147,7 @@ def referrer_manifest(
         "subject": subject,
         "annotations": {
             CONTENT_ANNOTATION: "dsse-envelope",
-            PREDICATE_ANNOTATION: COSIGN_SIGN_PREDICATE,
+            PREDICATE_ANNOTATION: kind,
             CREATED_ANNOTATION: when,
         },
     }
@@ -140,18 +184,18 @@ def verify_bundle(
     bundle: bytes,
     public_key: ec.EllipticCurvePublicKey,
     digest: Digest,
-    predicate_type: str = COSIGN_SIGN_PREDICATE,
+    kind: str = COSIGN_SIGN_PREDICATE,
 ) -> Verified:
     """Check that `bundle` is a DSSE-signed in-toto statement about `digest` (a cosign
-    signature unless another `predicate_type` is named) made with `public_key`;
+    signature unless another predicate type `kind` is named) made with `public_key`;
     `SignatureProblem` saying why not."""
     try:
         doc = json.loads(bundle)
     except (ValueError, UnicodeDecodeError):
         raise SignatureProblem("not a Sigstore bundle: not JSON (truncated?)") from None
     if not isinstance(doc, dict) or doc.get("mediaType") not in BUNDLE_TYPES:
-        kind = doc.get("mediaType") if isinstance(doc, dict) else type(doc).__name__
-        raise SignatureProblem(f"not a Sigstore bundle v0.3 (mediaType {kind!r})")
+        found = doc.get("mediaType") if isinstance(doc, dict) else type(doc).__name__
+        raise SignatureProblem(f"not a Sigstore bundle v0.3 (mediaType {found!r})")
     if "dsseEnvelope" not in doc:
         raise SignatureProblem("the bundle holds no DSSE envelope (a message signature?)")
     envelope = _object(doc["dsseEnvelope"], "dsseEnvelope")
@@ -183,10 +227,8 @@ def verify_bundle(
         stmt = _object(json.loads(payload), "the statement")
     except ValueError:
         raise SignatureProblem("the signed statement is not JSON") from None
-    if stmt.get("predicateType") != predicate_type:
-        raise SignatureProblem(
-            f"the predicate is {stmt.get('predicateType')!r}, not {predicate_type!r}"
-        )
+    if stmt.get("predicateType") != kind:
+        raise SignatureProblem(f"the predicate is {stmt.get('predicateType')!r}, not {kind!r}")
     subjects = stmt.get("subject")
     if not isinstance(subjects, list):
         raise SignatureProblem("the signed statement has no subject")
