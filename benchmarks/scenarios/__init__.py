@@ -19,6 +19,7 @@ from scenarios import (
     manifest_put,
     push,
     scale_out,
+    sign,
     tags,
     tree,
     tree_scale,
@@ -37,6 +38,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "tree": tree.run,
     "tree-scale": tree_scale.run,
     "copy": copy.run,
+    "sign": sign.run,
     "gc": gc.run,
     "scale-out": scale_out.run,
 }

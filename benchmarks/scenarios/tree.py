@@ -41,10 +41,11 @@ def tree_url(parent: str) -> str:
     return f"/v2/{parent}/_ocinest/tree/latest"
 
 
-def seed_nested_tree(base: str, n: int) -> SeededTree:
-    """In ocinest: an index tagged `latest` in tree/nN whose N image manifests each live in
-    their own repository tree/nN/cXXXXX (blobs mounted from the first)."""
-    parent = f"tree/n{n}"
+def seed_nested_tree(base: str, n: int, parent: str | None = None) -> SeededTree:
+    """In ocinest: an index tagged `latest` in `parent` (default tree/nN) whose N image
+    manifests each live in their own repository parent/cXXXXX (blobs mounted from the
+    first)."""
+    parent = parent or f"tree/n{n}"
     kids = [f"c{i:05d}" for i in range(n)]
     first = f"{parent}/{kids[0]}"
     with Http(base) as h:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from ocinest.oci.signing import (
     verify_bundle,
 )
 
-from .base import no_progress
+from .base import Repository, no_progress
 from .errors import ClientError, NotFound
 from .ops import open_repository
 from .reference import Ref
@@ -84,13 +85,16 @@ async def _sign_node(
     key: ec.EllipticCurvePrivateKey,
     kind: str = COSIGN_SIGN_PREDICATE,
     predicate: dict[str, Any] | None = None,
+    mount_from: Sequence[Repository] = (),
 ) -> Signed:
     repo = node.repo
     bundle = sign_bundle(key, repo.display, node.digest, kind, predicate)
     subject = descriptor(node.media_type, node.digest, node.size)
     body = referrer_manifest(bundle, subject, kind=kind)
-    for blob in (EMPTY_JSON, bundle):
-        await repo.push_blob(Digest.of(blob), len(blob), blob, no_progress)
+    await repo.push_blob(
+        Digest.of(EMPTY_JSON), len(EMPTY_JSON), EMPTY_JSON, no_progress, mount_from
+    )
+    await repo.push_blob(Digest.of(bundle), len(bundle), bundle, no_progress)
     doc = json.loads(body)
     referrer = descriptor(
         doc["mediaType"],
@@ -107,8 +111,22 @@ async def sign(
     client: Client, ref: Ref, key: ec.EllipticCurvePrivateKey, *, recursive: bool = True
 ) -> list[Signed]:
     """Sign the node at `ref`, and with `recursive` every node below it."""
-    nodes = await _tree(client, ref, recursive, "pull", "push")
-    return list(await asyncio.gather(*(_sign_node(n, key) for n in nodes)))
+    return await _sign_all(await _tree(client, ref, recursive, "pull", "push"), key)
+
+
+async def _sign_all(
+    nodes: list[Node],
+    key: ec.EllipticCurvePrivateKey,
+    kind: str = COSIGN_SIGN_PREDICATE,
+    predicate: dict[str, Any] | None = None,
+) -> list[Signed]:
+    """The first node alone, then the others at once, the empty config mounted from the
+    first's repository rather than uploaded again."""
+    first = await _sign_node(nodes[0], key, kind, predicate)
+    rest = await asyncio.gather(
+        *(_sign_node(n, key, kind, predicate, (nodes[0].repo,)) for n in nodes[1:])
+    )
+    return [first, *rest]
 
 
 async def attest(
@@ -122,8 +140,9 @@ async def attest(
 ) -> list[Signed]:
     """Attach to the node at `ref` (with `recursive`, to every node below it too) a signed
     in-toto statement of predicate type `kind` about it, as `cosign attest` does."""
-    nodes = await _tree(client, ref, recursive, "pull", "push")
-    return list(await asyncio.gather(*(_sign_node(n, key, kind, predicate) for n in nodes)))
+    return await _sign_all(
+        await _tree(client, ref, recursive, "pull", "push"), key, kind, predicate
+    )
 
 
 @dataclass(frozen=True)
