@@ -71,6 +71,13 @@ def generate(prefix: str) -> None:
     click.echo(f"private key {private}\npublic key {public}")
 
 
+PRIVATE_KEY = click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Private key: PEM (ocinest key generate) or cosign.key.",
+)
 RECURSIVE = click.option(
     "-r",
     "--recursive",
@@ -81,13 +88,7 @@ RECURSIVE = click.option(
 
 @click.command("sign")
 @click.argument("reference")
-@click.option(
-    "--key",
-    "key_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Private key: PEM (ocinest key generate) or cosign.key.",
-)
+@PRIVATE_KEY
 @RECURSIVE
 @JSON_OPTION
 @connection_options
@@ -118,13 +119,7 @@ def _kind(value: str) -> str:
 
 @click.command("attest")
 @click.argument("reference")
-@click.option(
-    "--key",
-    "key_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Private key: PEM (ocinest key generate) or cosign.key.",
-)
+@PRIVATE_KEY
 @click.option(
     "--predicate",
     "predicate_path",
