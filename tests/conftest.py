@@ -17,19 +17,27 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
+from ocinest.oci.nested import TITLE_ANNOTATION
+from tests.manifests import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    DOCKER_MANIFEST,
+    EMPTY_JSON,
+    OCI_CONFIG,
+    OCI_EMPTY,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    descriptor,
+    dumps,
+    image_manifest,
+    sha256,
+)
 
 _ports = itertools.count()
 # Loopback ports 20000-31999 (below the kernel's ephemeral range) in blocks of 500: each
@@ -270,35 +278,61 @@ def push_blob(client: httpx.Client, repo: str, data: bytes) -> str:
     return digest
 
 
-def image_manifest(
+def oci_image(
     client: httpx.Client,
     repo: str,
-    layers: list[bytes] | None = None,
+    *,
     config: bytes | None = None,
-    **extra: object,
+    layers: list[bytes] | None = None,
+    **extra: Any,
 ) -> bytes:
-    """Push the config and layers of a small image; return its manifest's bytes (not pushed)."""
-    config = (
-        config
-        if config is not None
-        else json.dumps({"architecture": "amd64", "os": "linux", "n": time.time_ns()}).encode()
+    """Push the config and layers of a small OCI image; return its manifest (not pushed)."""
+    if config is None:
+        config = dumps({"architecture": "amd64", "os": "linux", "n": uuid.uuid4().hex})
+    layers = [os.urandom(64)] if layers is None else layers
+    push_blob(client, repo, config)
+    for layer in layers:
+        push_blob(client, repo, layer)
+    return image_manifest(
+        descriptor(config, OCI_CONFIG), [descriptor(layer, OCI_LAYER) for layer in layers], **extra
     )
-    layers = layers if layers is not None else [os.urandom(64)]
-    doc: dict[str, object] = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": OCI_CONFIG,
-            "digest": push_blob(client, repo, config),
-            "size": len(config),
-        },
-        "layers": [
-            {"mediaType": OCI_LAYER, "digest": push_blob(client, repo, layer), "size": len(layer)}
-            for layer in layers
-        ],
-        **extra,
-    }
-    return json.dumps(doc).encode()
+
+
+def docker_image(client: httpx.Client, repo: str) -> bytes:
+    """Push the blobs of a small Docker schema2 image and return its manifest (not pushed)."""
+    config = dumps({"architecture": "amd64", "os": "linux", "id": uuid.uuid4().hex})
+    layer = uuid.uuid4().bytes * 8
+    push_blob(client, repo, config)
+    push_blob(client, repo, layer)
+    return dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": descriptor(config, DOCKER_CONFIG),
+            "layers": [descriptor(layer, DOCKER_LAYER)],
+        }
+    )
+
+
+def push_artifact(
+    client: httpx.Client, repo: str, files: dict[str, bytes], tag: str | None = None
+) -> tuple[str, bytes]:
+    """Push an artifact whose layers are `files`, each named by its title annotation (RPMs as
+    application/x-rpm, anything else as XML), over the empty config; returns (digest, body)."""
+    layers = [
+        descriptor(
+            data,
+            "application/x-rpm" if title.endswith(".rpm") else "application/xml",
+            annotations={TITLE_ANNOTATION: title},
+        )
+        for title, data in files.items()
+    ]
+    for data in [*files.values(), EMPTY_JSON]:
+        push_blob(client, repo, data)
+    body = image_manifest(
+        descriptor(EMPTY_JSON, OCI_EMPTY), layers, artifactType="application/vnd.test.v1"
+    )
+    return pushed(client, repo, tag or sha256(body), body), body
 
 
 def push_manifest(
@@ -309,15 +343,28 @@ def push_manifest(
     )
 
 
-def push_image(
-    client: httpx.Client, repo: str, tag: str | None = None, **extra: object
-) -> tuple[str, bytes]:
-    """Push a whole small image; returns (digest, manifest bytes)."""
-    body = image_manifest(client, repo, **extra)  # type: ignore[arg-type]
-    digest = sha256(body)
-    r = push_manifest(client, repo, tag or digest, body)
+def pushed(
+    client: httpx.Client, repo: str, reference: str, body: bytes, media_type: str = OCI_MANIFEST
+) -> str:
+    """PUT a manifest that must be accepted; returns its digest."""
+    r = push_manifest(client, repo, reference, body, media_type)
     assert r.status_code == 201, r.text
-    return digest, body
+    return sha256(body)
+
+
+def push_index(
+    client: httpx.Client, repo: str, reference: str | None, body: bytes
+) -> httpx.Response:
+    """PUT an index, by `reference` or else by its digest."""
+    return push_manifest(client, repo, reference or sha256(body), body, OCI_INDEX)
+
+
+def push_image(
+    client: httpx.Client, repo: str, tag: str | None = None, **extra: Any
+) -> tuple[str, bytes]:
+    """Push a whole small image (see oci_image); returns (digest, manifest bytes)."""
+    body = oci_image(client, repo, **extra)
+    return pushed(client, repo, tag or sha256(body), body), body
 
 
 def error_codes(r: httpx.Response) -> list[str]:

@@ -12,11 +12,18 @@ from typing import Any, TypeVar
 
 import httpx
 
-from tests.conftest import OCI_INDEX, OCI_MANIFEST, push_blob, push_image, push_manifest, sha256
+from tests.conftest import push_blob, push_image, push_manifest
+from tests.manifests import (
+    EMPTY_JSON,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    descriptor,
+    index_manifest,
+    nested,
+    sha256,
+)
 
-NESTED = "dev.ocinest.repository"
 SIG_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
-EMPTY = b"{}"
 T = TypeVar("T")
 
 ACCEPT = ", ".join(
@@ -31,17 +38,6 @@ ACCEPT = ", ".join(
 
 def arun(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
-
-
-def descriptor(
-    digest: str, body: bytes, media_type: str = OCI_MANIFEST, **extra: Any
-) -> dict[str, Any]:
-    return {"mediaType": media_type, "digest": digest, "size": len(body), **extra}
-
-
-def index_body(*manifests: dict[str, Any], **extra: Any) -> bytes:
-    doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": list(manifests), **extra}
-    return json.dumps(doc).encode()
 
 
 @dataclass
@@ -67,14 +63,14 @@ def push_signature(
 ) -> tuple[str, bytes]:
     """A cosign-like signature artifact whose subject is `subject`."""
     payload = os.urandom(48)
-    push_blob(client, repo, EMPTY)
+    push_blob(client, repo, EMPTY_JSON)
     doc = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "artifactType": SIG_TYPE,
         "config": {
             "mediaType": "application/vnd.oci.empty.v1+json",
-            "digest": sha256(EMPTY),
+            "digest": sha256(EMPTY_JSON),
             "size": 2,
         },
         "layers": [
@@ -84,7 +80,7 @@ def push_signature(
                 "size": len(payload),
             }
         ],
-        "subject": descriptor(subject, subject_body),
+        "subject": descriptor(subject_body),
     }
     body = json.dumps(doc).encode()
     r = push_manifest(client, repo, sha256(body), body)
@@ -97,16 +93,13 @@ def build_tree(client: httpx.Client, parent: str, tag: str, *, signed: bool = Tr
     d1, b1 = push_image(client, f"{parent}/app1", tag="latest")
     amd, amd_body = push_image(client, f"{parent}/app2")
     arm, arm_body = push_image(client, f"{parent}/app2")
-    app2 = index_body(
-        descriptor(amd, amd_body, platform={"architecture": "amd64", "os": "linux"}),
-        descriptor(arm, arm_body, platform={"architecture": "arm64", "os": "linux"}),
+    app2 = index_manifest(
+        descriptor(amd_body, platform={"architecture": "amd64", "os": "linux"}),
+        descriptor(arm_body, platform={"architecture": "arm64", "os": "linux"}),
     )
     r = push_manifest(client, f"{parent}/app2", "latest", app2, OCI_INDEX)
     assert r.status_code == 201, r.text
-    body = index_body(
-        descriptor(d1, b1, annotations={NESTED: "app1"}),
-        descriptor(sha256(app2), app2, OCI_INDEX, annotations={NESTED: "app2"}),
-    )
+    body = index_manifest(nested(b1, "app1"), nested(app2, "app2", OCI_INDEX))
     r = push_manifest(client, parent, tag, body, OCI_INDEX)
     assert r.status_code == 201, r.text
     tree = Tree(parent, tag, (sha256(body), body))

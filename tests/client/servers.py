@@ -26,7 +26,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.conftest import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, free_port, sha256
+from tests.conftest import free_port
+from tests.manifests import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, sha256
 
 
 class ThreadedApp:

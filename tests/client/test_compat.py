@@ -8,10 +8,11 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Server, push_image, sha256
+from tests.conftest import Server, push_image
+from tests.manifests import NESTED_ANNOTATION, sha256
 
 from .conftest import Cli, Distribution
-from .helpers import NESTED, Tree, assert_tree_at, get_manifest
+from .helpers import Tree, assert_tree_at, get_manifest
 
 
 def test_distribution_rejects_a_nested_index_without_compat(
@@ -114,7 +115,7 @@ def test_index_create_gives_the_same_digest_native_and_compat(
         assert get_manifest(distribution.url, f"p/build/{path}", digest).status_code == 200
         assert get_manifest(distribution.url, "p/build", digest).status_code == 200
     doc = json.loads(body_compat)
-    assert [m["annotations"][NESTED] for m in doc["manifests"]] == ["app1", "app2"]
+    assert [m["annotations"][NESTED_ANNOTATION] for m in doc["manifests"]] == ["app1", "app2"]
 
 
 def test_native_mode_is_refused_where_the_extension_is_missing(

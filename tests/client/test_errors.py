@@ -11,10 +11,11 @@ import httpx
 import pytest
 
 from ocinest.client import Client, LayoutRepository, NetworkError, Options, parse_reference, pull
-from tests.conftest import Server, push_image, sha256
+from tests.conftest import Server, push_image
+from tests.manifests import index_manifest, nested, sha256
 
 from .conftest import Cli, Distribution
-from .helpers import NESTED, Tree, arun, descriptor, index_body
+from .helpers import Tree, arun
 from .servers import FaultyRegistry
 
 
@@ -104,7 +105,7 @@ def test_missing_child_in_a_layout(
 ) -> None:
     """A layout whose index names a nested child that is not in it."""
     layout = LayoutRepository(tmp_path / "broken", create=True)
-    body = index_body(descriptor("sha256:" + "ab" * 32, b"x" * 100, annotations={NESTED: "app1"}))
+    body = index_manifest({**nested(b"x" * 100, "app1"), "digest": "sha256:" + "ab" * 32})
     arun(layout.put_manifest(body, "application/vnd.oci.image.index.v1+json", "v1", root=True))
     line = one_line_error(
         cli("copy", f"oci:{tmp_path / 'broken'}:v1", f"{server.host}/p", check=False), 4
@@ -116,9 +117,9 @@ def test_invalid_child_path_in_an_index(
     server: Server, cli: Cli, ko_tree: Tree, tmp_path: Path
 ) -> None:
     """An index (here in a layout) whose nested path is not a valid child path."""
-    digest, body = ko_tree.manifests["app1"][1], ko_tree.manifests["app1"][2]
+    body = ko_tree.manifests["app1"][2]
     layout = LayoutRepository(tmp_path / "bad", create=True)
-    bad = index_body(descriptor(digest, body, annotations={NESTED: "Bad/../Path"}))
+    bad = index_manifest(nested(body, "Bad/../Path"))
     arun(layout.put_manifest(bad, "application/vnd.oci.image.index.v1+json", "v1", root=True))
     line = one_line_error(
         cli("copy", f"oci:{tmp_path / 'bad'}:v1", f"{server.host}/p", check=False), 1

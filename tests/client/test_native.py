@@ -11,10 +11,11 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import OCI_INDEX, Server, push_image, sha256
+from tests.conftest import Server, push_image
+from tests.manifests import NESTED_ANNOTATION, OCI_INDEX, sha256
 
 from .conftest import Cli
-from .helpers import NESTED, SIG_TYPE, Tree, assert_tree_at, get_manifest
+from .helpers import SIG_TYPE, Tree, assert_tree_at, get_manifest
 
 
 def test_tree_from_the_endpoint_and_from_a_walk_agree(
@@ -142,7 +143,7 @@ def test_pull_to_a_layout_and_push_back_keeps_every_digest(
     # Every manifest and blob is there, byte for byte; nested paths are in the root's bytes.
     assert blob(ko_tree.digest) == ko_tree.root[1]
     root = json.loads(blob(ko_tree.digest))
-    assert [m["annotations"][NESTED] for m in root["manifests"]] == ["app1", "app2"]
+    assert [m["annotations"][NESTED_ANNOTATION] for m in root["manifests"]] == ["app1", "app2"]
     for _, digest, body in ko_tree.manifests.values():
         assert blob(digest) == body
     for digest in ko_tree.blobs:
@@ -237,14 +238,21 @@ def test_index_create_from_children_that_live_elsewhere(
     doc = json.loads(r.content)
     assert doc["annotations"] == {"org.opencontainers.image.revision": "abc123"}
     descs = doc["manifests"]
-    assert [d["annotations"][NESTED] for d in descs] == ["app1", "app2", "app3", "rpms/hello"]
+    assert [d["annotations"][NESTED_ANNOTATION] for d in descs] == [
+        "app1",
+        "app2",
+        "app3",
+        "rpms/hello",
+    ]
     assert [d["digest"] for d in descs[:3]] == [a1, a2, a3]
     # A set: artifactType from the artifact, no platform on any descriptor.
     assert doc["artifactType"] == "application/vnd.dev.ocinest.set.v1+json"
     assert descs[3]["artifactType"] == "application/x-rpm"
     assert all("platform" not in d for d in descs)
     for d, body in zip(descs[:3], [a1_body, a2_body, a3_body], strict=True):
-        got = get_manifest(server.url, f"builds/ko/{d['annotations'][NESTED]}", d["digest"])
+        got = get_manifest(
+            server.url, f"builds/ko/{d['annotations'][NESTED_ANNOTATION]}", d["digest"]
+        )
         assert got.status_code == 200 and got.content == body
     assert get_manifest(server.url, "builds/ko/rpms/hello", descs[3]["digest"]).status_code == 200
 

@@ -10,10 +10,11 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import OCI_INDEX, Server, push_image, push_manifest, sha256
+from tests.conftest import Server, push_image, push_manifest
+from tests.manifests import NESTED_ANNOTATION, OCI_INDEX, descriptor, index_manifest, sha256
 
 from .conftest import Cli, Distribution
-from .helpers import NESTED, descriptor, get_manifest, index_body
+from .helpers import get_manifest
 
 SET_TYPE = "application/vnd.dev.ocinest.set.v1+json"
 RPM_REPO_TYPE = "application/vnd.example.rpm-repository.v1+json"
@@ -29,11 +30,11 @@ def push_platform_image(
 
 def push_ko_build(client: httpx.Client, parent: str, tag: str) -> dict[str, str]:
     """ko's output under `parent`: app1 a two-platform index, app2 arm64, app3 s390x."""
-    amd, amd_body = push_platform_image(client, f"{parent}/app1", "amd64")
-    arm, arm_body = push_platform_image(client, f"{parent}/app1", "arm64")
-    app1 = index_body(
-        descriptor(amd, amd_body, platform={"architecture": "amd64", "os": "linux"}),
-        descriptor(arm, arm_body, platform={"architecture": "arm64", "os": "linux"}),
+    _, amd_body = push_platform_image(client, f"{parent}/app1", "amd64")
+    _, arm_body = push_platform_image(client, f"{parent}/app1", "arm64")
+    app1 = index_manifest(
+        descriptor(amd_body, platform={"architecture": "amd64", "os": "linux"}),
+        descriptor(arm_body, platform={"architecture": "arm64", "os": "linux"}),
     )
     r = push_manifest(client, f"{parent}/app1", tag, app1, OCI_INDEX)
     assert r.status_code == 201, r.text
@@ -73,7 +74,7 @@ def test_the_default_parent_is_a_set_without_platforms(
     result = json.loads(out.stdout)
     doc = index_at(server.url, "myrepo/ko-build", "build-1")
     assert doc["artifactType"] == SET_TYPE
-    assert [(m["annotations"][NESTED], m["digest"]) for m in doc["manifests"]] == list(
+    assert [(m["annotations"][NESTED_ANNOTATION], m["digest"]) for m in doc["manifests"]] == list(
         digests.items()
     )
     # Not one of the descriptors carries a platform: nothing for a runtime to pick by.
@@ -114,7 +115,7 @@ def test_platforms_builds_one_multi_platform_image(
         (amd, {"architecture": "amd64", "os": "linux"}),
         (arm, {"architecture": "arm64", "os": "linux", "variant": "v8"}),
     ]
-    assert [m["annotations"][NESTED] for m in doc["manifests"]] == ["amd64", "arm64"]
+    assert [m["annotations"][NESTED_ANNOTATION] for m in doc["manifests"]] == ["amd64", "arm64"]
     assert (
         sha256(get_manifest(server.url, "multi/app", "v1").content)
         == out.stdout.split("@")[1].strip()
@@ -249,7 +250,7 @@ def test_children_from_a_ko_image_refs_file(
         ("tools/lint", tool),
     ]
     doc = index_at(server.url, "myrepo/ko-build", "build-1")
-    assert [m["annotations"][NESTED] for m in doc["manifests"]] == [
+    assert [m["annotations"][NESTED_ANNOTATION] for m in doc["manifests"]] == [
         "extra",
         "app1",
         "app2",

@@ -20,7 +20,8 @@ from ocinest.client import (
     push_files,
 )
 from ocinest.client.retry import RetryPolicy
-from tests.conftest import Server, sha256
+from tests.conftest import Server
+from tests.manifests import sha256
 
 from .helpers import arun
 from .servers import CountingProxy, FaultyRegistry

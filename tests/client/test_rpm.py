@@ -10,9 +10,8 @@ import pytest
 
 from ocinest.client import rpm
 from tests.client.conftest import Cli
-from tests.conftest import Server
-from tests.integration.test_files import artifact
-from tests.integration.test_nested import index, nested, push_index
+from tests.conftest import Server, push_artifact, push_index
+from tests.manifests import index_manifest, nested
 from tests.rpmkit import build_rpm
 
 PACKAGE_TYPE = "application/vnd.dev.ocinest.rpm.package.v1"
@@ -163,11 +162,11 @@ def test_child_paths_and_tags() -> None:
 def test_pull_refuses_a_title_that_repeats(
     cli: Cli, server: Server, client: httpx.Client, tmp_path: Path
 ) -> None:
-    d1, b1 = artifact(client, "clash/a", {"repodata/repomd.xml": b"one"})
-    d2, b2 = artifact(client, "clash/b", {"repodata/repomd.xml": b"two"})
-    assert push_index(client, "clash", "v1", index(nested(d1, b1, "a"), nested(d2, b2, "b")))
-    d3, b3 = artifact(client, "escape/a", {"../outside": b"one"})
-    assert push_index(client, "escape", "v1", index(nested(d3, b3, "a")))
+    _, b1 = push_artifact(client, "clash/a", {"repodata/repomd.xml": b"one"})
+    _, b2 = push_artifact(client, "clash/b", {"repodata/repomd.xml": b"two"})
+    assert push_index(client, "clash", "v1", index_manifest(nested(b1, "a"), nested(b2, "b")))
+    _, b3 = push_artifact(client, "escape/a", {"../outside": b"one"})
+    assert push_index(client, "escape", "v1", index_manifest(nested(b3, "a")))
     out = tmp_path / "out"
     r = cli("rpm", "pull", "--plain-http", f"{server.host}/clash:v1", str(out), check=False)
     assert r.returncode == 1 and "'repodata/repomd.xml' names two files" in r.stderr

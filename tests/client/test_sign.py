@@ -38,10 +38,11 @@ from ocinest.oci.signing import (
     statement,
     verify_bundle,
 )
-from tests.conftest import OCI_INDEX, Server, push_image, push_manifest, sha256
+from tests.conftest import Server, push_image, push_manifest
+from tests.manifests import NESTED_ANNOTATION, OCI_INDEX, descriptor, index_manifest, nested, sha256
 
 from .conftest import Cli, Distribution
-from .helpers import NESTED, descriptor, get_manifest, index_body
+from .helpers import get_manifest
 
 NODE = Digest.of(b"a node")
 OTHER = Digest.of(b"another node")
@@ -126,7 +127,7 @@ def test_we_verify_an_envelope_securesystemslib_signed(key: ec.EllipticCurvePriv
 
 def test_referrer_manifest_is_shaped_as_cosign_writes_it(key: ec.EllipticCurvePrivateKey) -> None:
     bundle = sign_bundle(key, "reg/p", NODE)
-    subject = descriptor(str(NODE), b"x" * 10)
+    subject = {**descriptor(b"x" * 10), "digest": str(NODE)}
     doc = json.loads(referrer_manifest(bundle, subject))
     assert doc["artifactType"] == BUNDLE_V03
     assert doc["config"] == {
@@ -232,16 +233,12 @@ def _tree(client: httpx.Client) -> dict[str, str]:
     d3, b3 = push_image(client, f"{PARENT}/app3")
     amd, amd_body = push_image(client, f"{PARENT}/app2")
     arm, arm_body = push_image(client, f"{PARENT}/app2")
-    app2 = index_body(
-        descriptor(amd, amd_body, platform={"architecture": "amd64", "os": "linux"}),
-        descriptor(arm, arm_body, platform={"architecture": "arm64", "os": "linux"}),
+    app2 = index_manifest(
+        descriptor(amd_body, platform={"architecture": "amd64", "os": "linux"}),
+        descriptor(arm_body, platform={"architecture": "arm64", "os": "linux"}),
     )
     assert push_manifest(client, f"{PARENT}/app2", sha256(app2), app2, OCI_INDEX).is_success
-    root = index_body(
-        descriptor(d1, b1, annotations={NESTED: "app1"}),
-        descriptor(sha256(app2), app2, OCI_INDEX, annotations={NESTED: "app2"}),
-        descriptor(d3, b3, annotations={NESTED: "app3"}),
-    )
+    root = index_manifest(nested(b1, "app1"), nested(app2, "app2", OCI_INDEX), nested(b3, "app3"))
     assert push_manifest(client, PARENT, "v1", root, OCI_INDEX).is_success
     return {"root": sha256(root), "app1": d1, "app2": sha256(app2), "amd": amd, "arm": arm,
             "app3": d3}  # fmt: skip
@@ -364,7 +361,7 @@ def test_a_re_pointed_child_fails(
         )
         assert r.status_code == 201, r.text
     assert push_manifest(client, f"{PARENT}/elsewhere", nodes["app1"], app1).is_success
-    root["manifests"][0]["annotations"][NESTED] = "elsewhere"
+    root["manifests"][0]["annotations"][NESTED_ANNOTATION] = "elsewhere"
     moved = json.dumps(root).encode()
     assert push_manifest(client, PARENT, "v1", moved, OCI_INDEX).is_success
     code, verdicts = _verdicts(cli, f"{server.host}/{PARENT}:v1", public)

@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 
 from ocinest.client import Client, Options, ProgressEvent, copy, parse_reference, push_files
-from tests.conftest import OCI_INDEX, Server, push_image, push_manifest, sha256
+from tests.conftest import Server, push_image, push_manifest
+from tests.manifests import OCI_INDEX, index_manifest, nested, sha256
 
 from .conftest import Distribution
-from .helpers import NESTED, arun, descriptor, get_manifest, index_body
+from .helpers import arun, get_manifest
 from .servers import CountingProxy
 
 CHILDREN = 100
@@ -29,12 +30,12 @@ def hundred_children(client: httpx.Client, parent: str) -> tuple[str, dict[str, 
     descs = []
     for i in range(CHILDREN):
         own = os.urandom(1000 + i)
-        digest, body = push_image(client, f"{parent}/c{i:03d}", layers=[base, own])
+        _, body = push_image(client, f"{parent}/c{i:03d}", layers=[base, own])
         doc = json.loads(body)
         for d in [doc["config"], *doc["layers"]]:
             blobs[d["digest"]] = d["size"]
-        descs.append(descriptor(digest, body, annotations={NESTED: f"c{i:03d}"}))
-    body = index_body(*descs)
+        descs.append(nested(body, f"c{i:03d}"))
+    body = index_manifest(*descs)
     r = push_manifest(client, parent, "v1", body, OCI_INDEX)
     assert r.status_code == 201, r.text
     return sha256(body), blobs

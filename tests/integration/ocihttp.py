@@ -1,4 +1,4 @@
-"""Helpers shared by the integration tests: OCI error assertions, raw HTTP, small builders.
+"""Helpers shared by the integration tests: OCI error assertions, raw HTTP, upload sessions.
 
 Not a test module; the test modules import it (pytest puts this folder on sys.path).
 """
@@ -17,19 +17,10 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, Server, push_blob, sha256
+from tests.conftest import Server
+from tests.manifests import sha256
 
 API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
-
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
-DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
-OCI_EMPTY = "application/vnd.oci.empty.v1+json"
-EMPTY_JSON = b"{}"
-EMPTY_JSON_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 
 # The error codes of the distribution spec (plus distribution's pagination code).
 OCI_ERROR_CODES = frozenset(
@@ -199,7 +190,7 @@ def wait_until_healthy(client: httpx.Client, timeout: float = 10) -> httpx.Respo
         time.sleep(0.05)
 
 
-# Builders
+# Uploads
 
 
 def start_upload(client: httpx.Client, repo: str) -> str:
@@ -207,91 +198,3 @@ def start_upload(client: httpx.Client, repo: str) -> str:
     r = client.post(f"/v2/{repo}/blobs/uploads/")
     assert r.status_code == 202, r.text
     return r.headers["Location"]
-
-
-def descriptor(media_type: str, data: bytes, **extra: Any) -> dict[str, Any]:
-    return {"mediaType": media_type, "digest": sha256(data), "size": len(data), **extra}
-
-
-def manifest_descriptor(
-    body: bytes, media_type: str = OCI_MANIFEST, **extra: Any
-) -> dict[str, Any]:
-    return descriptor(media_type, body, **extra)
-
-
-def dumps(doc: Any) -> bytes:
-    return json.dumps(doc, indent=2).encode()
-
-
-def oci_image(
-    client: httpx.Client,
-    repo: str,
-    *,
-    config: bytes | None = None,
-    layers: list[bytes] | None = None,
-    **extra: Any,
-) -> bytes:
-    """Push the blobs of a small OCI image and return its manifest (not pushed)."""
-    config = config if config is not None else json.dumps({"n": uuid.uuid4().hex}).encode()
-    layers = layers if layers is not None else [uuid.uuid4().bytes * 4]
-    push_blob(client, repo, config)
-    for layer in layers:
-        push_blob(client, repo, layer)
-    return dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": descriptor(OCI_CONFIG, config),
-            "layers": [descriptor(OCI_LAYER, layer) for layer in layers],
-            **extra,
-        }
-    )
-
-
-def docker_image(client: httpx.Client, repo: str) -> bytes:
-    """Push the blobs of a small Docker schema2 image and return its manifest."""
-    config = json.dumps({"architecture": "amd64", "os": "linux", "id": uuid.uuid4().hex}).encode()
-    layer = uuid.uuid4().bytes * 8
-    push_blob(client, repo, config)
-    push_blob(client, repo, layer)
-    return dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": DOCKER_MANIFEST,
-            "config": descriptor(DOCKER_CONFIG, config),
-            "layers": [descriptor(DOCKER_LAYER, layer)],
-        }
-    )
-
-
-def oci_index(children: list[bytes], media_type: str = OCI_MANIFEST, **extra: Any) -> bytes:
-    return dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": [
-                manifest_descriptor(
-                    child, media_type, platform={"architecture": f"arch{i}", "os": "linux"}
-                )
-                for i, child in enumerate(children)
-            ],
-            **extra,
-        }
-    )
-
-
-def put_manifest(
-    client: httpx.Client, repo: str, ref: str, body: bytes, media_type: str = OCI_MANIFEST
-) -> httpx.Response:
-    return client.put(
-        f"/v2/{repo}/manifests/{ref}", content=body, headers={"Content-Type": media_type}
-    )
-
-
-def pushed(
-    client: httpx.Client, repo: str, ref: str, body: bytes, media_type: str = OCI_MANIFEST
-) -> str:
-    """PUT a manifest that must be accepted; returns its digest."""
-    r = put_manifest(client, repo, ref, body, media_type)
-    assert r.status_code == 201, r.text
-    return sha256(body)

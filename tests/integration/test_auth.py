@@ -19,8 +19,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.authkit import ec_key, write_ca_and_cert, write_htpasswd, write_key
-from tests.conftest import Server, error_codes, free_port, push_blob, push_image, sha256
-from tests.integration.test_nested import index, nested, push_index
+from tests.conftest import Server, error_codes, free_port, push_blob, push_image, push_index
+from tests.manifests import index_manifest, nested
 
 USERS = {"alice": "wonderland", "bob": "builder", "carol": "christmas"}
 POLICY = """
@@ -167,26 +167,28 @@ def test_mount_needs_pull_on_the_source(basic: Server) -> None:
 
 def test_pushing_an_index_needs_pull_on_each_child_and_reveals_nothing(basic: Server) -> None:
     with httpx.Client(base_url=basic.url, auth=creds("alice")) as alice:
-        d1, b1 = push_image(alice, "ko/secret")
+        _, b1 = push_image(alice, "ko/secret")
     with httpx.Client(base_url=basic.url, auth=creds("bob")) as bob:
         ghost = b'{"ghost": true}'
-        existing = push_index(bob, "ko", None, index(nested(d1, b1, "secret")))
-        missing = push_index(bob, "ko", None, index(nested(sha256(ghost), ghost, "secret")))
+        existing = push_index(bob, "ko", None, index_manifest(nested(b1, "secret")))
+        missing = push_index(bob, "ko", None, index_manifest(nested(ghost, "secret")))
         assert existing.status_code == missing.status_code == 403
         assert existing.json() == missing.json()
         assert error_codes(existing) == ["DENIED"]
         # With pull on the child, the usual validation speaks.
-        d2, b2 = push_image(bob, "ko/app1")
-        r = push_index(bob, "ko", None, index(nested(sha256(ghost), ghost, "app1")))
+        _, b2 = push_image(bob, "ko/app1")
+        r = push_index(bob, "ko", None, index_manifest(nested(ghost, "app1")))
         assert r.status_code == 400 and error_codes(r) == ["MANIFEST_BLOB_UNKNOWN"]
-        assert push_index(bob, "ko", "set", index(nested(d2, b2, "app1"))).status_code == 201
+        assert push_index(bob, "ko", "set", index_manifest(nested(b2, "app1"))).status_code == 201
 
 
 def test_pull_on_parent_grants_exactly_the_reachable_content(basic: Server) -> None:
     with httpx.Client(base_url=basic.url, auth=creds("alice")) as alice:
         d1, b1 = push_image(alice, "ko/secret", tag="v1")
         other, _ = push_image(alice, "ko/secret", tag="other")
-        assert push_index(alice, "ko", "set", index(nested(d1, b1, "secret"))).status_code == 201
+        assert (
+            push_index(alice, "ko", "set", index_manifest(nested(b1, "secret"))).status_code == 201
+        )
     layer = json.loads(b1)["layers"][0]["digest"]
     with httpx.Client(base_url=basic.url, auth=creds("carol")) as carol:  # pull on ko only
         assert carol.get(f"/v2/ko/manifests/{d1}").content == b1
@@ -307,7 +309,9 @@ def test_token_for_parent_reaches_only_referenced_content(token: Server) -> None
     ) as alice:
         d1, b1 = push_image(alice, "ko/secret", tag="v1")
         other, _ = push_image(alice, "ko/secret", tag="other")
-        assert push_index(alice, "ko", "set", index(nested(d1, b1, "secret"))).status_code == 201
+        assert (
+            push_index(alice, "ko", "set", index_manifest(nested(b1, "secret"))).status_code == 201
+        )
     with bearer(token, get_token(token, "alice", "repository:ko/sibling:push,pull")) as alice:
         push_image(alice, "ko/sibling", tag="v1")
     t = get_token(token, "carol", "repository:ko:pull")

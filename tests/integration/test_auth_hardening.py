@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from tests.authkit import ec_key, write_key
-from tests.conftest import Server, error_codes, free_port, push_blob, push_manifest, sha256
+from tests.conftest import Server, error_codes, free_port, push_blob, push_index, push_manifest
 from tests.integration.test_auth import POLICY, USERS, assert_unauthorized, creds
-from tests.integration.test_nested import index, nested, push_index
+from tests.manifests import index_manifest, nested, sha256
 
 # Longer than bcrypt's 72 bytes; as `htpasswd -B`, only the first 72 count.
 LONG_PASSWORD = "correct horse battery staple " * 3
@@ -269,7 +269,9 @@ def test_bytes_reached_as_a_blob_do_not_grant_them_as_a_manifest(basic: Server) 
         assert push_manifest(alice, "ko/secret", d1, b1).status_code == 201
         # M1's bytes are also a blob of ko/secret, which nothing references as a blob.
         push_blob(alice, "ko/secret", b1)
-        assert push_index(alice, "ko", "set", index(nested(d1, b1, "secret"))).status_code == 201
+        assert (
+            push_index(alice, "ko", "set", index_manifest(nested(b1, "secret"))).status_code == 201
+        )
     with httpx.Client(
         base_url=basic.url, auth=creds("carol"), timeout=30
     ) as carol:  # pull on ko only

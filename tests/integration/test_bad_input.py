@@ -13,17 +13,16 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import OCI_CONFIG, OCI_MANIFEST, Server, push_blob, sha256
+from tests.conftest import Server, oci_image, push_blob, push_manifest
 from tests.integration.ocihttp import (
     assert_error,
     assert_status,
-    oci_image,
-    put_manifest,
     send_partial_and_close,
     server_log,
     start_upload,
     wait_until_healthy,
 )
+from tests.manifests import OCI_CONFIG, OCI_MANIFEST, sha256
 
 HUGE = "9" * 5000
 
@@ -142,7 +141,7 @@ def test_disconnect_during_manifest_put(server: Server, client: httpx.Client) ->
     assert_error(client.get(f"/v2/{repo}/manifests/v1"), 404, "MANIFEST_UNKNOWN")
     assert_error(client.get(f"/v2/{repo}/manifests/{sha256(body)}"), 404, "MANIFEST_UNKNOWN")
     assert client.get(f"/v2/{repo}/tags/list").json()["tags"] == []
-    assert_status(put_manifest(client, repo, "v1", body), 201)
+    assert_status(push_manifest(client, repo, "v1", body), 201)
     assert_clean_log(server)
 
 
@@ -219,7 +218,7 @@ def test_garbage_range_on_blob_get_is_not_an_error(client: httpx.Client, range_h
 def test_huge_n_is_not_an_error(client: httpx.Client, path: str) -> None:
     push_blob(client, "bad/n", b"x")
     pushed_tags = oci_image(client, "bad/n")
-    assert_status(put_manifest(client, "bad/n", "t", pushed_tags), 201)
+    assert_status(push_manifest(client, "bad/n", "t", pushed_tags), 201)
     r = client.get(path, params={"n": HUGE})
     assert_status(r, 200)
     key = "tags" if "tags" in path else "repositories"
@@ -229,7 +228,7 @@ def test_huge_n_is_not_an_error(client: httpx.Client, path: str) -> None:
 
 def test_huge_tree_depth_is_not_an_error(client: httpx.Client) -> None:
     """The nested extension's tree endpoint caps `depth` like `n`."""
-    assert_status(put_manifest(client, "bad/tree", "v1", oci_image(client, "bad/tree")), 201)
+    assert_status(push_manifest(client, "bad/tree", "v1", oci_image(client, "bad/tree")), 201)
     r = client.get("/v2/bad/tree/_ocinest/tree/v1", params={"depth": HUGE})
     assert_status(r, 200)
     assert r.json()["children"] == []
@@ -239,7 +238,7 @@ def test_huge_tree_depth_is_not_an_error(client: httpx.Client) -> None:
     "depth", ["\u00b2", "\u0661", "-1", "x"], ids=["sup2", "arabic1", "-1", "x"]
 )
 def test_invalid_tree_depth_is_400(client: httpx.Client, depth: str) -> None:
-    assert_status(put_manifest(client, "bad/tree", "v1", oci_image(client, "bad/tree")), 201)
+    assert_status(push_manifest(client, "bad/tree", "v1", oci_image(client, "bad/tree")), 201)
     r = client.get("/v2/bad/tree/_ocinest/tree/v1", params={"depth": depth})
     assert_error(r, 400, "PAGINATION_NUMBER_INVALID")
 
@@ -280,7 +279,7 @@ def _json_manifest_with(size: str) -> bytes:
     ],
 )
 def test_garbage_manifest_is_manifest_invalid(client: httpx.Client, body: bytes) -> None:
-    r = put_manifest(client, "bad/body", "v1", body)
+    r = push_manifest(client, "bad/body", "v1", body)
     assert_error(r, 400, "MANIFEST_INVALID")
 
 
@@ -326,6 +325,6 @@ def test_manifest_with_many_descriptors(client: httpx.Client) -> None:
         }
     ).encode()
     entries = assert_error(
-        put_manifest(client, "bad/many", "v1", body), 400, "MANIFEST_BLOB_UNKNOWN"
+        push_manifest(client, "bad/many", "v1", body), 400, "MANIFEST_BLOB_UNKNOWN"
     )
     assert len(entries) == 5000

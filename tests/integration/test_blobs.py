@@ -7,16 +7,15 @@ import os
 import httpx
 import pytest
 
-from tests.conftest import Server, push_blob, sha256
+from tests.conftest import Server, oci_image, push_blob, pushed
 from tests.integration.ocihttp import (
     assert_error,
     assert_status,
-    oci_image,
-    pushed,
     sha512,
     start_upload,
     unknown_digest,
 )
+from tests.manifests import sha256
 
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
 

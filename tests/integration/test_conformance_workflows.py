@@ -25,8 +25,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, Server, free_port, sha256
-from tests.integration.ocihttp import OCI_EMPTY, OCI_ERROR_CODES
+from tests.conftest import Server, free_port
+from tests.integration.ocihttp import OCI_ERROR_CODES
+from tests.manifests import (
+    EMPTY_JSON,
+    OCI_CONFIG,
+    OCI_EMPTY,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    sha256,
+)
 
 # The steps share state in order: every one of them runs in the same xdist worker, in file
 # order (pytest runs with `--dist loadgroup`, see pyproject.toml).
@@ -50,7 +59,6 @@ ARTIFACT_TYPE_INDEX = "application/vnd.food.stand"
 ANNOTATION_KEY = "org.opencontainers.conformance.test"
 REF_BLOB_A = b"NHL Peanut Butter on my NHL bagel"
 REF_BLOB_B = b"NBA Strawberry Jam on my NBA croissant"
-EMPTY_JSON = b"{}"
 
 
 def go_json(doc: Any) -> bytes:

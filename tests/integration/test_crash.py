@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.conftest import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Server, sha256
+from tests.conftest import Server
+from tests.manifests import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, sha256
 
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,53 +10,29 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.authkit import ec_key, write_htpasswd, write_key
-from tests.conftest import Server, error_codes, free_port, push_blob, push_manifest, sha256
+from tests.conftest import (
+    Server,
+    error_codes,
+    free_port,
+    push_artifact,
+    push_index,
+)
 from tests.integration.ocihttp import raw_request
-from tests.integration.test_nested import index, nested, push_index
+from tests.manifests import index_manifest, nested, sha256
 
-TITLE = "org.opencontainers.image.title"
-EMPTY = b"{}"
 RPM = b"\xed\xab\xee\xdb" + bytes(range(256)) * 8
 REPOMD = b"<repomd>one</repomd>\n"
 CREATED = "2024-05-01T12:00:00Z"
 
 
-def artifact(client: httpx.Client, repo: str, files: dict[str, bytes], tag: str | None = None):
-    layers = [
-        {
-            "mediaType": "application/x-rpm" if title.endswith(".rpm") else "application/xml",
-            "digest": push_blob(client, repo, data),
-            "size": len(data),
-            "annotations": {TITLE: title},
-        }
-        for title, data in files.items()
-    ]
-    body = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "artifactType": "application/vnd.test.v1",
-            "config": {
-                "mediaType": "application/vnd.oci.empty.v1+json",
-                "digest": push_blob(client, repo, EMPTY),
-                "size": 2,
-            },
-            "layers": layers,
-        }
-    ).encode()
-    r = push_manifest(client, repo, tag or sha256(body), body)
-    assert r.status_code == 201, r.text
-    return sha256(body), body
-
-
 def push_tree(
     client: httpx.Client, repo: str, rpm: bytes, repomd: bytes, tag: str = "latest", **more: bytes
 ) -> str:
-    d1, b1 = artifact(client, f"{repo}/hello", {"hello-1.0-1.noarch.rpm": rpm})
-    d2, b2 = artifact(client, f"{repo}/repodata", {"repodata/repomd.xml": repomd, **more})
-    body = index(
-        nested(d1, b1, "hello"),
-        nested(d2, b2, "repodata"),
+    _, b1 = push_artifact(client, f"{repo}/hello", {"hello-1.0-1.noarch.rpm": rpm})
+    _, b2 = push_artifact(client, f"{repo}/repodata", {"repodata/repomd.xml": repomd, **more})
+    body = index_manifest(
+        nested(b1, "hello"),
+        nested(b2, "repodata"),
         annotations={"org.opencontainers.image.created": CREATED},
     )
     r = push_index(client, repo, tag, body)
@@ -164,18 +139,18 @@ def test_unknown_root_and_bad_references(client: httpx.Client, tree: str) -> Non
 
 
 def test_title_repeated_with_other_content_is_a_conflict(client: httpx.Client) -> None:
-    d1, b1 = artifact(client, "clash/a", {"repodata/repomd.xml": b"one"})
-    d2, b2 = artifact(client, "clash/b", {"repodata/repomd.xml": b"two"})
-    body = index(nested(d1, b1, "a"), nested(d2, b2, "b"))
+    _, b1 = push_artifact(client, "clash/a", {"repodata/repomd.xml": b"one"})
+    _, b2 = push_artifact(client, "clash/b", {"repodata/repomd.xml": b"two"})
+    body = index_manifest(nested(b1, "a"), nested(b2, "b"))
     assert push_index(client, "clash", "v1", body).status_code == 201
     r = client.get("/_ocinest/files/clash:v1/repodata/repomd.xml")
     assert r.status_code == 409, r.text
     detail = r.json()["errors"][0]["detail"]
     assert "repodata/repomd.xml" in detail and "clash/a" in detail and "clash/b" in detail
     # The same content twice is no conflict.
-    d3, b3 = artifact(client, "same/a", {"x.txt": b"one"})
-    d4, b4 = artifact(client, "same/b", {"x.txt": b"one"})
-    assert push_index(client, "same", "v1", index(nested(d3, b3, "a"), nested(d4, b4, "b")))
+    _, b3 = push_artifact(client, "same/a", {"x.txt": b"one"})
+    _, b4 = push_artifact(client, "same/b", {"x.txt": b"one"})
+    assert push_index(client, "same", "v1", index_manifest(nested(b3, "a"), nested(b4, "b")))
     assert client.get("/_ocinest/files/same:v1/x.txt").content == b"one"
 
 

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import OCI_MANIFEST, Server, free_port, push_blob
+from tests.conftest import Server, free_port, push_blob
+from tests.manifests import OCI_MANIFEST
 
 scalars = (
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)

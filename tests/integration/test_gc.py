@@ -12,17 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import (
-    OCI_INDEX,
-    OCI_MANIFEST,
-    Server,
-    StoredBlobs,
-    push_blob,
-    push_image,
-    push_manifest,
-    sha256,
-)
-from tests.integration.test_nested import descriptor, index, nested, push_index
+from tests.conftest import Server, StoredBlobs, push_blob, push_image, push_index, push_manifest
+from tests.manifests import OCI_INDEX, OCI_MANIFEST, descriptor, index_manifest, nested, sha256
 
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
 
@@ -59,15 +50,15 @@ def readable(client: httpx.Client, repo: str, body: bytes) -> bool:
 
 def test_gc_keeps_what_tags_reach(server: Server, client: httpx.Client) -> None:
     # A tagged multi-arch index with untagged children.
-    amd, amd_body = push_image(client, "multi")
-    arm, arm_body = push_image(client, "multi")
-    multi = index(descriptor(amd, amd_body), descriptor(arm, arm_body))
+    _, amd_body = push_image(client, "multi")
+    _, arm_body = push_image(client, "multi")
+    multi = index_manifest(descriptor(amd_body), descriptor(arm_body))
     assert push_index(client, "multi", "v1", multi).status_code == 201
     # A tagged nested parent whose children are untagged, one of them itself nested.
-    leaf, leaf_body = push_image(client, "p/c/leaf")
-    mid = index(nested(leaf, leaf_body, "leaf"))
+    _, leaf_body = push_image(client, "p/c/leaf")
+    mid = index_manifest(nested(leaf_body, "leaf"))
     assert push_index(client, "p/c", None, mid).status_code == 201
-    top = index(nested(sha256(mid), mid, "c", OCI_INDEX))
+    top = index_manifest(nested(mid, "c", OCI_INDEX))
     assert push_index(client, "p", "v1", top).status_code == 201
     # A referrer of live content.
     empty = push_blob(client, "multi", b"{}")
@@ -84,7 +75,7 @@ def test_gc_keeps_what_tags_reach(server: Server, client: httpx.Client) -> None:
             "layers": [
                 {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2}
             ],
-            "subject": descriptor(sha256(multi), multi, OCI_INDEX),
+            "subject": descriptor(multi, OCI_INDEX),
         }
     ).encode()
     assert push_manifest(client, "multi", sha256(sig), sig).status_code == 201

@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Server, StoredBlobs, error_codes, free_port, push_image, sha256
+from tests.conftest import Server, StoredBlobs, error_codes, free_port, push_image
 from tests.integration.test_gc import gc, layers_of
+from tests.manifests import sha256
 
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
 

@@ -12,13 +12,9 @@ import httpx
 import pytest
 
 from tests.authkit import ec_key, write_htpasswd, write_key
-from tests.conftest import Server, free_port, push_blob, sha256
-from tests.integration.ocihttp import (
-    allowed,
-    assert_error,
-    assert_status,
-    start_upload,
-)
+from tests.conftest import Server, free_port, push_blob
+from tests.integration.ocihttp import allowed, assert_error, assert_status, start_upload
+from tests.manifests import sha256
 
 # Errors outside the registry's own routes
 

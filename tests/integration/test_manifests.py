@@ -11,33 +11,23 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import (
-    OCI_CONFIG,
-    OCI_INDEX,
-    OCI_LAYER,
-    OCI_MANIFEST,
-    Server,
-    push_blob,
-    sha256,
-)
-from tests.integration.ocihttp import (
+from tests.conftest import Server, docker_image, oci_image, push_blob, push_manifest, pushed
+from tests.integration.ocihttp import assert_error, assert_status, sha512, unknown_digest
+from tests.manifests import (
     DOCKER_CONFIG,
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     DOCKER_SCHEMA1,
     DOCKER_SCHEMA1_SIGNED,
-    assert_error,
-    assert_status,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_MANIFEST,
     descriptor,
-    docker_image,
     dumps,
-    manifest_descriptor,
-    oci_image,
-    oci_index,
-    pushed,
-    put_manifest,
-    sha512,
-    unknown_digest,
+    index_manifest,
+    platforms,
+    sha256,
 )
 
 MAX_MANIFEST = 4 * 1024 * 1024
@@ -87,7 +77,7 @@ def mutate(body: bytes, **changes: Any) -> bytes:
 def test_push_by_tag_and_pull(client: httpx.Client) -> None:
     repo = "man/tag"
     body = oci_image(client, repo)
-    r = put_manifest(client, repo, "v1", body)
+    r = push_manifest(client, repo, "v1", body)
     assert_created(r, repo, body)
     assert "OCI-Subject" not in r.headers
     assert_pullable(client, repo, ["v1", sha256(body)], body, OCI_MANIFEST)
@@ -96,7 +86,7 @@ def test_push_by_tag_and_pull(client: httpx.Client) -> None:
 def test_push_by_digest_and_pull(client: httpx.Client) -> None:
     repo = "man/digest"
     body = oci_image(client, repo)
-    assert_created(put_manifest(client, repo, sha256(body), body), repo, body)
+    assert_created(push_manifest(client, repo, sha256(body), body), repo, body)
     assert_pullable(client, repo, [sha256(body)], body, OCI_MANIFEST)
     r = client.get(f"/v2/{repo}/tags/list")
     assert_status(r, 200)
@@ -119,14 +109,14 @@ def test_pull_returns_exact_bytes(client: httpx.Client) -> None:
         f'"size": {len(config)}, "data": "{config_data}"}},\n'
         f'"mediaType":"{OCI_MANIFEST}", "x-unknown": {{"nested": [1, 2.5, null, "\\u00e9"]}}}}   \n'
     ).encode()
-    assert_created(put_manifest(client, repo, "exact", body), repo, body)
+    assert_created(push_manifest(client, repo, "exact", body), repo, body)
     assert_pullable(client, repo, ["exact", sha256(body)], body, OCI_MANIFEST)
 
 
 def test_manifest_without_media_type_field(client: httpx.Client) -> None:
     repo = "man/nomt"
     body = mutate(oci_image(client, repo), mediaType=None)
-    assert_created(put_manifest(client, repo, "v1", body), repo, body)
+    assert_created(push_manifest(client, repo, "v1", body), repo, body)
     assert_pullable(client, repo, ["v1"], body, OCI_MANIFEST)
 
 
@@ -134,7 +124,7 @@ def test_manifest_with_no_layers(client: httpx.Client) -> None:
     repo = "man/nolayers"
     body = oci_image(client, repo, layers=[])
     assert json.loads(body)["layers"] == []
-    assert_created(put_manifest(client, repo, "empty", body), repo, body)
+    assert_created(push_manifest(client, repo, "empty", body), repo, body)
     assert_pullable(client, repo, ["empty"], body, OCI_MANIFEST)
 
 
@@ -143,15 +133,15 @@ def test_oci_index(client: httpx.Client) -> None:
     children = [oci_image(client, repo) for _ in range(2)]
     for child in children:
         pushed(client, repo, sha256(child), child)
-    body = oci_index(children)
-    assert_created(put_manifest(client, repo, "multi", body, OCI_INDEX), repo, body)
+    body = index_manifest(*platforms(children))
+    assert_created(push_manifest(client, repo, "multi", body, OCI_INDEX), repo, body)
     assert_pullable(client, repo, ["multi", sha256(body)], body, OCI_INDEX)
 
 
 def test_docker_schema2_manifest(client: httpx.Client) -> None:
     repo = "man/docker"
     body = docker_image(client, repo)
-    assert_created(put_manifest(client, repo, "v2", body, DOCKER_MANIFEST), repo, body)
+    assert_created(push_manifest(client, repo, "v2", body, DOCKER_MANIFEST), repo, body)
     assert_pullable(client, repo, ["v2", sha256(body)], body, DOCKER_MANIFEST)
     r = client.get(f"/v2/{repo}/manifests/v2", headers={"Accept": DOCKER_MANIFEST})
     assert_manifest(r, body, DOCKER_MANIFEST)
@@ -167,14 +157,12 @@ def test_docker_manifest_list(client: httpx.Client) -> None:
             "schemaVersion": 2,
             "mediaType": DOCKER_MANIFEST_LIST,
             "manifests": [
-                manifest_descriptor(
-                    child, DOCKER_MANIFEST, platform={"architecture": arch, "os": "linux"}
-                )
+                descriptor(child, DOCKER_MANIFEST, platform={"architecture": arch, "os": "linux"})
                 for child, arch in zip(children, ("amd64", "arm64"), strict=True)
             ],
         }
     )
-    r = put_manifest(client, repo, "list", body, DOCKER_MANIFEST_LIST)
+    r = push_manifest(client, repo, "list", body, DOCKER_MANIFEST_LIST)
     assert_created(r, repo, body)
     assert_pullable(client, repo, ["list", sha256(body)], body, DOCKER_MANIFEST_LIST)
     r = client.get(f"/v2/{repo}/manifests/list", headers={"Accept": DOCKER_MANIFEST_LIST})
@@ -191,16 +179,16 @@ def test_index_may_mix_oci_and_docker_children(client: httpx.Client) -> None:
         {
             "schemaVersion": 2,
             "mediaType": OCI_INDEX,
-            "manifests": [manifest_descriptor(oci), manifest_descriptor(docker, DOCKER_MANIFEST)],
+            "manifests": [descriptor(oci), descriptor(docker, DOCKER_MANIFEST)],
         }
     )
-    assert_created(put_manifest(client, repo, "mixed", body, OCI_INDEX), repo, body)
+    assert_created(push_manifest(client, repo, "mixed", body, OCI_INDEX), repo, body)
 
 
 def test_content_type_with_parameters(client: httpx.Client) -> None:
     repo = "man/ctparams"
     body = oci_image(client, repo)
-    r = put_manifest(client, repo, "v1", body, OCI_MANIFEST + "; charset=utf-8")
+    r = push_manifest(client, repo, "v1", body, OCI_MANIFEST + "; charset=utf-8")
     assert_created(r, repo, body)
     assert_pullable(client, repo, ["v1"], body, OCI_MANIFEST)
 
@@ -209,7 +197,7 @@ def test_push_by_sha512_digest(client: httpx.Client) -> None:
     repo = "man/sha512"
     body = oci_image(client, repo)
     digest = sha512(body)
-    r = put_manifest(client, repo, digest, body)
+    r = push_manifest(client, repo, digest, body)
     assert_status(r, 201)
     assert r.headers["Location"] == f"/v2/{repo}/manifests/{digest}"
     assert r.headers["Docker-Content-Digest"] == digest
@@ -222,9 +210,9 @@ def test_push_by_sha512_digest(client: httpx.Client) -> None:
 def test_repush_is_idempotent(client: httpx.Client) -> None:
     repo = "man/again"
     body = oci_image(client, repo)
-    assert_created(put_manifest(client, repo, "v1", body), repo, body)
-    assert_created(put_manifest(client, repo, "v1", body), repo, body)
-    assert_created(put_manifest(client, repo, sha256(body), body), repo, body)
+    assert_created(push_manifest(client, repo, "v1", body), repo, body)
+    assert_created(push_manifest(client, repo, "v1", body), repo, body)
+    assert_created(push_manifest(client, repo, sha256(body), body), repo, body)
     assert_pullable(client, repo, ["v1"], body, OCI_MANIFEST)
 
 
@@ -252,19 +240,19 @@ def test_foreign_layer_need_not_be_pushed(client: httpx.Client) -> None:
     config = json.dumps({"os": "windows", "architecture": "amd64"}).encode()
     push_blob(client, repo, config)
     foreign = descriptor(
-        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
         b"never pushed",
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
         urls=["https://example.com/layer.tar.gz"],
     )
     body = dumps(
         {
             "schemaVersion": 2,
             "mediaType": DOCKER_MANIFEST,
-            "config": descriptor(DOCKER_CONFIG, config),
+            "config": descriptor(config, DOCKER_CONFIG),
             "layers": [foreign],
         }
     )
-    assert_created(put_manifest(client, repo, "win", body, DOCKER_MANIFEST), repo, body)
+    assert_created(push_manifest(client, repo, "win", body, DOCKER_MANIFEST), repo, body)
 
 
 # Subject
@@ -273,10 +261,10 @@ def test_foreign_layer_need_not_be_pushed(client: httpx.Client) -> None:
 def test_subject_sets_oci_subject_header(client: httpx.Client) -> None:
     repo = "man/subject"
     subject_body = oci_image(client, repo)
-    subject = manifest_descriptor(subject_body)
+    subject = descriptor(subject_body)
     # The subject does not exist (yet): that is allowed.
     body = oci_image(client, repo, subject=subject, artifactType="application/vnd.example+type")
-    r = put_manifest(client, repo, sha256(body), body)
+    r = push_manifest(client, repo, sha256(body), body)
     assert_created(r, repo, body)
     assert r.headers["OCI-Subject"] == sha256(subject_body)
     assert_pullable(client, repo, [sha256(body)], body, OCI_MANIFEST)
@@ -286,9 +274,9 @@ def test_index_with_subject_sets_oci_subject_header(client: httpx.Client) -> Non
     repo = "man/indexsubject"
     child = oci_image(client, repo)
     pushed(client, repo, sha256(child), child)
-    subject = manifest_descriptor(child)
-    body = oci_index([child], subject=subject)
-    r = put_manifest(client, repo, sha256(body), body, OCI_INDEX)
+    subject = descriptor(child)
+    body = index_manifest(*platforms([child]), subject=subject)
+    r = push_manifest(client, repo, sha256(body), body, OCI_INDEX)
     assert_created(r, repo, body)
     assert r.headers["OCI-Subject"] == sha256(child)
 
@@ -366,11 +354,11 @@ def test_missing_blobs_are_listed_one_by_one(client: httpx.Client) -> None:
         {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "config": descriptor(OCI_CONFIG, config),
-            "layers": [descriptor(OCI_LAYER, layer) for layer in layers],
+            "config": descriptor(config, OCI_CONFIG),
+            "layers": [descriptor(layer, OCI_LAYER) for layer in layers],
         }
     )
-    r = put_manifest(client, repo, "v1", body)
+    r = push_manifest(client, repo, "v1", body)
     entries = assert_error(r, 400, "MANIFEST_BLOB_UNKNOWN")
     assert [e["code"] for e in entries] == ["MANIFEST_BLOB_UNKNOWN"] * 3
     for data in (config, *layers):
@@ -390,18 +378,18 @@ def test_one_missing_layer_is_one_error(client: httpx.Client) -> None:
         {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "config": descriptor(OCI_CONFIG, config),
-            "layers": [descriptor(OCI_LAYER, present), descriptor(OCI_LAYER, missing)],
+            "config": descriptor(config, OCI_CONFIG),
+            "layers": [descriptor(present, OCI_LAYER), descriptor(missing, OCI_LAYER)],
         }
     )
-    entries = assert_error(put_manifest(client, repo, "v1", body), 400, "MANIFEST_BLOB_UNKNOWN")
+    entries = assert_error(push_manifest(client, repo, "v1", body), 400, "MANIFEST_BLOB_UNKNOWN")
     assert len(entries) == 1
     assert sha256(missing) in json.dumps(entries[0])
 
 
 def test_blob_of_another_repository_is_missing(client: httpx.Client) -> None:
     body = oci_image(client, "man/owner")
-    r = put_manifest(client, "man/stranger", "v1", body)
+    r = push_manifest(client, "man/stranger", "v1", body)
     entries = assert_error(r, 400, "MANIFEST_BLOB_UNKNOWN")
     assert len(entries) == 2  # the config and the one layer
 
@@ -411,9 +399,9 @@ def test_missing_child_manifests(client: httpx.Client) -> None:
     present = oci_image(client, repo)
     pushed(client, repo, sha256(present), present)
     absent = [oci_image(client, repo) for _ in range(2)]
-    body = oci_index([present, *absent])
+    body = index_manifest(*platforms([present, *absent]))
     entries = assert_error(
-        put_manifest(client, repo, "idx", body, OCI_INDEX), 400, "MANIFEST_BLOB_UNKNOWN"
+        push_manifest(client, repo, "idx", body, OCI_INDEX), 400, "MANIFEST_BLOB_UNKNOWN"
     )
     assert [e["code"] for e in entries] == ["MANIFEST_BLOB_UNKNOWN"] * 2
     for child in absent:
@@ -424,9 +412,9 @@ def test_missing_child_manifests(client: httpx.Client) -> None:
 def test_child_manifest_of_another_repository_is_missing(client: httpx.Client) -> None:
     child = oci_image(client, "man/childowner")
     pushed(client, "man/childowner", sha256(child), child)
-    body = oci_index([child])
+    body = index_manifest(*platforms([child]))
     entries = assert_error(
-        put_manifest(client, "man/childstranger", "idx", body, OCI_INDEX),
+        push_manifest(client, "man/childstranger", "idx", body, OCI_INDEX),
         400,
         "MANIFEST_BLOB_UNKNOWN",
     )
@@ -444,7 +432,7 @@ def _invalid_cases(client: httpx.Client, repo: str) -> list[tuple[str, bytes, st
     config, layer = doc["config"], doc["layers"][0]
     child = oci_image(client, repo)
     pushed(client, repo, sha256(child), child)
-    index = oci_index([child])
+    index = index_manifest(*platforms([child]))
     foo = "application/vnd.foo+json"
 
     def m(**changes: Any) -> bytes:
@@ -461,7 +449,7 @@ def _invalid_cases(client: httpx.Client, repo: str) -> list[tuple[str, bytes, st
             {
                 "schemaVersion": 2,
                 "mediaType": OCI_INDEX,
-                "manifests": [manifest_descriptor(child, **changes)],
+                "manifests": [descriptor(child, **changes)],
             }
         )
 
@@ -561,7 +549,7 @@ def test_invalid_manifest_is_manifest_invalid(client: httpx.Client, case: str) -
     cases = {name: (body, media_type) for name, body, media_type in _invalid_cases(client, repo)}
     assert set(cases) == set(INVALID_CASES)
     body, media_type = cases[case]
-    assert_error(put_manifest(client, repo, "bad", body, media_type), 400, "MANIFEST_INVALID")
+    assert_error(push_manifest(client, repo, "bad", body, media_type), 400, "MANIFEST_INVALID")
     assert_not_pullable(client, repo, "bad")
     assert_not_pullable(client, repo, sha256(body))
 
@@ -572,7 +560,7 @@ def test_too_large_manifest_is_413(client: httpx.Client) -> None:
     padding = MAX_MANIFEST + 1 - len(mutate(body, annotations={"pad": ""}))
     big = mutate(body, annotations={"pad": "x" * padding})
     assert len(big) == MAX_MANIFEST + 1
-    assert_error(put_manifest(client, repo, "big", big), 413, "SIZE_INVALID")
+    assert_error(push_manifest(client, repo, "big", big), 413, "SIZE_INVALID")
     assert_not_pullable(client, repo, "big")
 
 
@@ -596,7 +584,7 @@ def test_manifest_at_size_limit_is_accepted(client: httpx.Client) -> None:
     padding = MAX_MANIFEST - len(mutate(body, annotations={"pad": ""}))
     exact = mutate(body, annotations={"pad": "x" * padding})
     assert len(exact) == MAX_MANIFEST
-    assert_created(put_manifest(client, repo, "limit", exact), repo, exact)
+    assert_created(push_manifest(client, repo, "limit", exact), repo, exact)
     assert_pullable(client, repo, ["limit"], exact, OCI_MANIFEST)
 
 
@@ -604,7 +592,7 @@ def test_put_by_digest_of_other_content_is_400(client: httpx.Client) -> None:
     repo = "man/wrongdigest"
     body = oci_image(client, repo)
     claimed = sha256(body + b" ")
-    assert_error(put_manifest(client, repo, claimed, body), 400, "DIGEST_INVALID")
+    assert_error(push_manifest(client, repo, claimed, body), 400, "DIGEST_INVALID")
     assert_not_pullable(client, repo, claimed)
     assert_not_pullable(client, repo, sha256(body))
 
@@ -616,7 +604,7 @@ def test_put_by_digest_of_other_content_is_400(client: httpx.Client) -> None:
 def test_put_with_invalid_tag_is_manifest_invalid(client: httpx.Client, tag: str) -> None:
     repo = "man/badtag"
     body = oci_image(client, repo)
-    assert_error(put_manifest(client, repo, tag, body), 400, "MANIFEST_INVALID")
+    assert_error(push_manifest(client, repo, tag, body), 400, "MANIFEST_INVALID")
     r = client.get(f"/v2/{repo}/tags/list")
     assert r.json()["tags"] == []
 
@@ -625,7 +613,7 @@ def test_put_with_invalid_tag_is_manifest_invalid(client: httpx.Client, tag: str
 def test_put_with_valid_edge_tags(client: httpx.Client, tag: str) -> None:
     repo = "man/goodtag"
     body = oci_image(client, repo)
-    assert_created(put_manifest(client, repo, tag, body), repo, body)
+    assert_created(push_manifest(client, repo, tag, body), repo, body)
     assert_pullable(client, repo, [tag], body, OCI_MANIFEST)
 
 
@@ -644,7 +632,7 @@ def test_malformed_digest_reference_is_digest_invalid(client: httpx.Client, ref:
     assert_error(client.get(f"/v2/{repo}/manifests/{ref}"), 400, "DIGEST_INVALID")
     assert_error(client.head(f"/v2/{repo}/manifests/{ref}"), 400, "DIGEST_INVALID")
     assert_error(client.delete(f"/v2/{repo}/manifests/{ref}"), 400, "DIGEST_INVALID")
-    assert_error(put_manifest(client, repo, ref, body), 400, "DIGEST_INVALID")
+    assert_error(push_manifest(client, repo, ref, body), 400, "DIGEST_INVALID")
 
 
 def test_unknown_manifest_is_404(client: httpx.Client) -> None:
@@ -706,7 +694,7 @@ def test_delete_child_of_index_is_denied_until_index_is_deleted(client: httpx.Cl
     children = [oci_image(client, repo) for _ in range(2)]
     for child in children:
         pushed(client, repo, sha256(child), child)
-    index = oci_index(children)
+    index = index_manifest(*platforms(children))
     index_digest = pushed(client, repo, "idx", index, OCI_INDEX)
 
     for child in children:
@@ -726,7 +714,7 @@ def test_delete_tag_of_index_child_is_allowed(client: httpx.Client) -> None:
     repo = "man/protecttag"
     child = oci_image(client, repo)
     pushed(client, repo, "child", child)
-    pushed(client, repo, "idx", oci_index([child]), OCI_INDEX)
+    pushed(client, repo, "idx", index_manifest(*platforms([child])), OCI_INDEX)
     assert_status(client.delete(f"/v2/{repo}/manifests/child"), 202)
     assert_pullable(client, repo, [sha256(child)], child, OCI_MANIFEST)
 
@@ -736,8 +724,10 @@ def test_delete_child_referenced_by_two_indexes(client: httpx.Client) -> None:
     repo = "man/twoindexes"
     child = oci_image(client, repo)
     pushed(client, repo, sha256(child), child)
-    first = pushed(client, repo, "one", oci_index([child]), OCI_INDEX)
-    second = pushed(client, repo, "two", oci_index([child], annotations={"n": "2"}), OCI_INDEX)
+    first = pushed(client, repo, "one", index_manifest(*platforms([child])), OCI_INDEX)
+    second = pushed(
+        client, repo, "two", index_manifest(*platforms([child]), annotations={"n": "2"}), OCI_INDEX
+    )
     assert_status(client.delete(f"/v2/{repo}/manifests/{first}"), 202)
     entries = assert_error(client.delete(f"/v2/{repo}/manifests/{sha256(child)}"), 409, "DENIED")
     assert second in entries[0]["detail"]

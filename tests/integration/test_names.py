@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import Server, push_blob, sha256
+from tests.conftest import Server, push_blob
 from tests.integration.ocihttp import (
     assert_api_header,
     assert_error,
@@ -14,6 +14,7 @@ from tests.integration.ocihttp import (
     raw_request,
     unknown_digest,
 )
+from tests.manifests import sha256
 
 UPLOAD_ID = "0b9a3a5e-6f1e-4d8c-9c3b-1f2e3d4c5b6a"
 

@@ -7,44 +7,10 @@ import json
 import httpx
 import pytest
 
-from tests.conftest import (
-    OCI_INDEX,
-    OCI_MANIFEST,
-    Server,
-    error_codes,
-    push_blob,
-    push_image,
-    push_manifest,
-    sha256,
-)
+from tests.conftest import Server, error_codes, push_blob, push_image, push_index, push_manifest
+from tests.manifests import OCI_INDEX, OCI_MANIFEST, descriptor, index_manifest, nested, sha256
 
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
-
-NESTED = "dev.ocinest.repository"
-
-
-def descriptor(
-    digest: str, body: bytes, media_type: str = OCI_MANIFEST, **extra: object
-) -> dict[str, object]:
-    return {"mediaType": media_type, "digest": digest, "size": len(body), **extra}
-
-
-def nested(
-    digest: str, body: bytes, child: str, media_type: str = OCI_MANIFEST, **extra: object
-) -> dict[str, object]:
-    return descriptor(digest, body, media_type, annotations={NESTED: child}, **extra)
-
-
-def index(*manifests: dict[str, object], **extra: object) -> bytes:
-    return json.dumps(
-        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": list(manifests), **extra}
-    ).encode()
-
-
-def push_index(
-    client: httpx.Client, repo: str, reference: str | None, body: bytes
-) -> httpx.Response:
-    return push_manifest(client, repo, reference or sha256(body), body, OCI_INDEX)
 
 
 @pytest.fixture
@@ -52,13 +18,13 @@ def ko_build(client: httpx.Client) -> dict[str, object]:
     """myrepo/ko-build with children app1 (image) and app2 (a multi-platform index)."""
     d1, b1 = push_image(client, "myrepo/ko-build/app1", tag="latest")
     amd, amd_body = push_image(client, "myrepo/ko-build/app2")
-    arm, arm_body = push_image(client, "myrepo/ko-build/app2")
-    app2 = index(
-        descriptor(amd, amd_body, platform={"architecture": "amd64", "os": "linux"}),
-        descriptor(arm, arm_body, platform={"architecture": "arm64", "os": "linux"}),
+    _, arm_body = push_image(client, "myrepo/ko-build/app2")
+    app2 = index_manifest(
+        descriptor(amd_body, platform={"architecture": "amd64", "os": "linux"}),
+        descriptor(arm_body, platform={"architecture": "arm64", "os": "linux"}),
     )
     assert push_index(client, "myrepo/ko-build/app2", "v1", app2).status_code == 201
-    parent = index(nested(d1, b1, "app1"), nested(sha256(app2), app2, "app2", OCI_INDEX))
+    parent = index_manifest(nested(b1, "app1"), nested(app2, "app2", OCI_INDEX))
     r = push_index(client, "myrepo/ko-build", "build-1", parent)
     assert r.status_code == 201, r.text
     return {
@@ -114,7 +80,7 @@ def test_child_tags_and_unreferenced_content_stay_invisible(
 def test_missing_children_one_error_each(client: httpx.Client) -> None:
     d1, b1 = push_image(client, "p/c1")
     ghost = b'{"ghost": 1}'
-    body = index(nested(d1, b1, "c2"), nested(sha256(ghost), ghost, "c3"))
+    body = index_manifest(nested(b1, "c2"), nested(ghost, "c3"))
     r = push_index(client, "p", "t", body)
     assert r.status_code == 400
     errors = r.json()["errors"]
@@ -126,12 +92,12 @@ def test_missing_children_one_error_each(client: httpx.Client) -> None:
 
 def test_child_must_match_size_and_media_type(client: httpx.Client) -> None:
     d1, b1 = push_image(client, "p/c1")
-    wrong_type = index(nested(d1, b1, "c1", OCI_INDEX))
+    wrong_type = index_manifest(nested(b1, "c1", OCI_INDEX))
     r = push_index(client, "p", None, wrong_type)
     assert r.status_code == 400
     assert error_codes(r) == ["MANIFEST_BLOB_UNKNOWN"]
     assert "p/c1@" + d1 in r.json()["errors"][0]["detail"]
-    wrong_size = index({**nested(d1, b1, "c1"), "size": len(b1) + 1})
+    wrong_size = index_manifest({**nested(b1, "c1"), "size": len(b1) + 1})
     r = push_index(client, "p", None, wrong_size)
     assert r.status_code == 400
     assert error_codes(r) == ["MANIFEST_BLOB_UNKNOWN"]
@@ -154,8 +120,8 @@ def test_child_must_match_size_and_media_type(client: httpx.Client) -> None:
     ],
 )
 def test_invalid_child_paths(client: httpx.Client, child: str) -> None:
-    d1, b1 = push_image(client, "p/c1")
-    r = push_index(client, "p", None, index(nested(d1, b1, child)))
+    _, b1 = push_image(client, "p/c1")
+    r = push_index(client, "p", None, index_manifest(nested(b1, child)))
     assert r.status_code == 400
     assert error_codes(r) == ["MANIFEST_INVALID"]
     assert repr(child) in r.json()["errors"][0]["detail"]
@@ -163,9 +129,9 @@ def test_invalid_child_paths(client: httpx.Client, child: str) -> None:
 
 def test_three_levels(client: httpx.Client) -> None:
     leaf, leaf_body = push_image(client, "top/mid/leaf")
-    mid = index(nested(leaf, leaf_body, "leaf"))
+    mid = index_manifest(nested(leaf_body, "leaf"))
     assert push_index(client, "top/mid", None, mid).status_code == 201
-    top = index(nested(sha256(mid), mid, "mid", OCI_INDEX))
+    top = index_manifest(nested(mid, "mid", OCI_INDEX))
     assert push_index(client, "top", "v1", top).status_code == 201
     r = client.get(f"/v2/top/manifests/{leaf}")
     assert r.status_code == 200 and r.content == leaf_body
@@ -214,7 +180,7 @@ def test_referrers_stay_per_repository(
             "layers": [
                 {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2}
             ],
-            "subject": descriptor(app1, app1_body),
+            "subject": descriptor(app1_body),
         }
     ).encode()
     assert push_manifest(client, "myrepo/ko-build/app1", sha256(sig), sig).status_code == 201
@@ -266,16 +232,16 @@ def test_tree_bounds(server: Server) -> None:
     server.configure(tree_max_depth=1, tree_max_nodes=3)
     server.start()
     with httpx.Client(base_url=server.url) as client:
-        leaf, leaf_body = push_image(client, "t/a/b")
-        mid = index(nested(leaf, leaf_body, "b"))
+        _, leaf_body = push_image(client, "t/a/b")
+        mid = index_manifest(nested(leaf_body, "b"))
         assert push_index(client, "t/a", None, mid).status_code == 201
-        top = index(nested(sha256(mid), mid, "a", OCI_INDEX))
+        top = index_manifest(nested(mid, "a", OCI_INDEX))
         assert push_index(client, "t", "deep", top).status_code == 201
         r = client.get("/v2/t/_ocinest/tree/deep")
         assert r.status_code == 413
         assert error_codes(r) == ["TREE_TOO_LARGE"]
         assert "tree_max_depth" in r.json()["errors"][0]["detail"]
-        wide = index(*[descriptor(*push_image(client, "t")) for _ in range(3)])
+        wide = index_manifest(*[descriptor(push_image(client, "t")[1]) for _ in range(3)])
         assert push_index(client, "t", "wide", wide).status_code == 201
         r = client.get("/v2/t/_ocinest/tree/wide")
         assert r.status_code == 413

@@ -7,20 +7,23 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import OCI_INDEX, OCI_MANIFEST, push_blob, sha256
+from tests.conftest import oci_image, push_blob, pushed
 from tests.integration.ocihttp import (
+    assert_error,
+    assert_status,
+    unknown_digest,
+)
+from tests.manifests import (
     EMPTY_JSON,
     EMPTY_JSON_DIGEST,
     OCI_EMPTY,
-    assert_error,
-    assert_status,
+    OCI_INDEX,
+    OCI_MANIFEST,
     descriptor,
     dumps,
-    manifest_descriptor,
-    oci_image,
-    oci_index,
-    pushed,
-    unknown_digest,
+    index_manifest,
+    platforms,
+    sha256,
 )
 
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
@@ -65,9 +68,9 @@ def artifact(
     doc: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": descriptor(config_type, config),
-        "layers": [descriptor("application/octet-stream", payload)],
-        "subject": manifest_descriptor(subject),
+        "config": descriptor(config, config_type),
+        "layers": [descriptor(payload, "application/octet-stream")],
+        "subject": descriptor(subject),
     }
     if artifact_type is not None:
         doc["artifactType"] = artifact_type
@@ -135,10 +138,10 @@ def test_index_referrer(client: httpx.Client, image: bytes) -> None:
     members = [artifact(client, repo, image, payload=bytes([i])) for i in range(2)]
     for body in members:
         pushed(client, repo, sha256(body), body)
-    index = oci_index(
-        members,
+    index = index_manifest(
+        *platforms(members),
         artifactType=BUNDLE,
-        subject=manifest_descriptor(image),
+        subject=descriptor(image),
         annotations={"org.example.kind": "bundle"},
     )
     r = client.put(

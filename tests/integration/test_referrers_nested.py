@@ -10,14 +10,13 @@ import os
 import httpx
 import pytest
 
-from tests.conftest import OCI_MANIFEST, Server, error_codes, push_blob, push_image, sha256
+from tests.conftest import Server, error_codes, push_blob, push_image, push_index
 from tests.integration.test_auth import basic, creds, files  # noqa: F401  (fixtures)
-from tests.integration.test_nested import index, nested, push_index
+from tests.manifests import EMPTY_JSON, OCI_MANIFEST, index_manifest, nested, sha256
 
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
 
 BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
-EMPTY = b"{}"
 
 
 def push_referrer(
@@ -25,13 +24,13 @@ def push_referrer(
 ) -> tuple[str, bytes, str]:
     """A referrer manifest of `subject` in `repo` (digest, bytes, its layer's digest)."""
     payload = os.urandom(40)
-    push_blob(client, repo, EMPTY)
+    push_blob(client, repo, EMPTY_JSON)
     layer = push_blob(client, repo, payload)
     doc = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "artifactType": artifact_type,
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(EMPTY),
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(EMPTY_JSON),
                    "size": 2},
         "layers": [{"mediaType": artifact_type, "digest": layer, "size": len(payload)}],
         "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": len(subject_body)},
@@ -58,16 +57,15 @@ def test_child_referrers_are_listed_and_readable_through_the_parent(
 ) -> None:
     child, child_body = push_image(client, "set/app")
     grand, grand_body = push_image(client, "set/app/part")
-    mid = index(nested(grand, grand_body, "part"))
+    mid = index_manifest(nested(grand_body, "part"))
     assert push_index(client, "set/app", None, mid).status_code == 201
     sig, sig_body, sig_layer = push_referrer(client, "set/app", child, child_body, BUNDLE)
     sbom, _, _ = push_referrer(client, "set/app", child, child_body, "application/spdx+json")
     deep, deep_body, _ = push_referrer(client, "set/app/part", grand, grand_body, BUNDLE)
     # Not yet reachable from set: only set/app lists them.
     assert listed(client, "set", child) == []
-    root = index(
-        nested(child, child_body, "app"),
-        nested(sha256(mid), mid, "app", "application/vnd.oci.image.index.v1+json"),
+    root = index_manifest(
+        nested(child_body, "app"), nested(mid, "app", "application/vnd.oci.image.index.v1+json")
     )
     assert push_index(client, "set", "v1", root).status_code == 201
     # A signature of the index itself, kept in set.
@@ -102,7 +100,9 @@ def test_the_parents_pull_grant_covers_the_child_referrers_and_nothing_more(
         other, other_body = push_image(alice, "ko/secret", tag="other")
         sig, sig_body, layer = push_referrer(alice, "ko/secret", child, child_body, BUNDLE)
         hidden, _, hidden_layer = push_referrer(alice, "ko/secret", other, other_body, BUNDLE)
-        assert push_index(alice, "ko", "set", index(nested(child, child_body, "secret"))).is_success
+        assert push_index(
+            alice, "ko", "set", index_manifest(nested(child_body, "secret"))
+        ).is_success
     with httpx.Client(base_url=basic.url, auth=creds("carol")) as carol:  # pull on ko only
         assert listed(carol, "ko", child) == [sig]
         assert listed(carol, "ko/secret", child) == [sig]  # at the child, by the same grant

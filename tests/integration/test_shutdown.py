@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 from tests.authkit import ec_key, write_key
-from tests.conftest import Server, free_port, sha256
+from tests.conftest import Server, free_port
 from tests.integration.ocihttp import server_log
+from tests.manifests import sha256
 
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
 

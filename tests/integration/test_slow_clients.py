@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Server, free_port, sha256
+from tests.conftest import Server, free_port
 from tests.integration.ocihttp import server_log
+from tests.manifests import sha256
 
 IDLE = 2.0
 # How long past idle_timeout a connection may stay open: the sweep's period, and a loaded CI.

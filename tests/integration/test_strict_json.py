@@ -8,16 +8,8 @@ import json
 import httpx
 import pytest
 
-from tests.conftest import (
-    OCI_INDEX,
-    OCI_MANIFEST,
-    error_codes,
-    image_manifest,
-    push_image,
-    push_manifest,
-    sha256,
-)
-from tests.integration.test_nested import index, nested
+from tests.conftest import error_codes, oci_image, push_image, push_manifest
+from tests.manifests import OCI_INDEX, OCI_MANIFEST, index_manifest, nested, sha256
 
 
 def refused(client: httpx.Client, repo: str, body: bytes, media_type: str = OCI_MANIFEST) -> str:
@@ -33,13 +25,13 @@ def refused(client: httpx.Client, repo: str, body: bytes, media_type: str = OCI_
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_non_numbers(client: httpx.Client, constant: str) -> None:
-    body = image_manifest(client, "sj")
+    body = oci_image(client, "sj")
     body = body[:-1] + b', "x": ' + constant.encode() + b"}"
     assert constant in refused(client, "sj", body)
 
 
 def test_byte_order_mark_and_utf16(client: httpx.Client) -> None:
-    body = image_manifest(client, "sj")
+    body = oci_image(client, "sj")
     assert "byte order mark" in refused(client, "sj", b"\xef\xbb\xbf" + body)
     for encoding in ("utf-16", "utf-16-le", "utf-32"):
         assert "UTF-8" in refused(client, "sj", body.decode().encode(encoding))
@@ -48,12 +40,12 @@ def test_byte_order_mark_and_utf16(client: httpx.Client) -> None:
 
 
 def test_unpaired_surrogate(client: httpx.Client) -> None:
-    body = image_manifest(client, "sj", annotations={"k": "@"}).replace(b"@", rb"\udc00")
+    body = oci_image(client, "sj", annotations={"k": "@"}).replace(b"@", rb"\udc00")
     assert "surrogate" in refused(client, "sj", body)
 
 
 def test_duplicate_keys(client: httpx.Client) -> None:
-    body = image_manifest(client, "sj")
+    body = oci_image(client, "sj")
     top = body.replace(b'"schemaVersion": 2', b'"schemaVersion": 2, "schemaVersion": 2')
     assert "duplicate key 'schemaVersion'" in refused(client, "sj", top)
     deep = body.replace(b'"size":', b'"size": 0, "size":', 1)
@@ -62,9 +54,9 @@ def test_duplicate_keys(client: httpx.Client) -> None:
 
 def test_duplicated_child_path(client: httpx.Client) -> None:
     # A client keeping the first value would see another child than the registry checked.
-    a, a_body = push_image(client, "sj/a")
+    _, a_body = push_image(client, "sj/a")
     push_image(client, "sj/b")
-    body = index(nested(a, a_body, "a")).replace(
+    body = index_manifest(nested(a_body, "a")).replace(
         b'"dev.ocinest.repository": "a"',
         b'"dev.ocinest.repository": "b", "dev.ocinest.repository": "a"',
     )

@@ -7,8 +7,8 @@ import urllib.parse
 import httpx
 import pytest
 
-from tests.conftest import push_blob, push_image
-from tests.integration.ocihttp import assert_error, assert_status, link_next, oci_image, pushed
+from tests.conftest import oci_image, push_blob, push_image, pushed
+from tests.integration.ocihttp import assert_error, assert_status, link_next
 
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
 

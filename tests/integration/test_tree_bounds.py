@@ -12,15 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import (
-    OCI_INDEX,
-    Server,
-    error_codes,
-    free_port,
-    push_image,
-    sha256,
-)
-from tests.integration.test_nested import descriptor, index, nested, push_index
+from tests.conftest import Server, error_codes, free_port, push_image, push_index
+from tests.manifests import OCI_INDEX, descriptor, index_manifest, nested
 
 ANNOTATION = 300_000
 REPEATS = 3_000
@@ -36,8 +29,8 @@ def peak_rss(server: Server) -> int:
 
 
 def test_one_child_named_thousands_of_times(server: Server, client: httpx.Client) -> None:
-    child, child_body = push_image(client, "amp/c", annotations={"big": "x" * ANNOTATION})
-    parent = index(*[nested(child, child_body, "c") for _ in range(REPEATS)])
+    _, child_body = push_image(client, "amp/c", annotations={"big": "x" * ANNOTATION})
+    parent = index_manifest(*[nested(child_body, "c") for _ in range(REPEATS)])
     assert push_index(client, "amp", "wide", parent).status_code == 201
     stored = len(parent) + len(child_body)
     before = peak_rss(server)
@@ -79,15 +72,15 @@ def test_one_child_named_thousands_of_times(server: Server, client: httpx.Client
 
 def tree_of_three(client: httpx.Client) -> httpx.Response:
     """Push t -> (t/a, t/b -> (two platform images)); its tree's answer."""
-    a, a_body = push_image(client, "t/a", annotations={"note": "é" * 50})
-    amd = push_image(client, "t/b")
-    arm = push_image(client, "t/b")
-    b = index(
-        descriptor(*amd, platform={"architecture": "amd64", "os": "linux"}),
-        descriptor(*arm, platform={"architecture": "arm64", "os": "linux"}),
+    _, a_body = push_image(client, "t/a", annotations={"note": "é" * 50})
+    _, amd = push_image(client, "t/b")
+    _, arm = push_image(client, "t/b")
+    b = index_manifest(
+        descriptor(amd, platform={"architecture": "amd64", "os": "linux"}),
+        descriptor(arm, platform={"architecture": "arm64", "os": "linux"}),
     )
     assert push_index(client, "t/b", "latest", b).status_code == 201
-    top = index(nested(a, a_body, "a"), nested(sha256(b), b, "b", OCI_INDEX))
+    top = index_manifest(nested(a_body, "a"), nested(b, "b", OCI_INDEX))
     assert push_index(client, "t", "v1", top).status_code == 201
     r = client.get("/v2/t/_ocinest/tree/v1")
     assert r.status_code == 200
@@ -135,8 +128,8 @@ def test_a_child_not_in_the_store_is_marked_missing(tmp_path: Path) -> None:
     try:
         with httpx.Client(base_url=server.url) as client:
             gone, gone_body = push_image(client, "s/gone")
-            kept, kept_body = push_image(client, "s/kept")
-            top = index(nested(gone, gone_body, "gone"), nested(kept, kept_body, "kept"))
+            _, kept_body = push_image(client, "s/kept")
+            top = index_manifest(nested(gone_body, "gone"), nested(kept_body, "kept"))
             assert push_index(client, "s", "v1", top).status_code == 201
             with sqlite3.connect(server.data / "meta.db") as db:
                 db.execute("DELETE FROM manifests WHERE digest = ?", (gone,))

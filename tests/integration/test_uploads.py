@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import Server, push_blob, sha256
+from tests.conftest import Server, push_blob
 from tests.integration.ocihttp import (
     UPLOAD_LOCATION,
     assert_error,
@@ -18,6 +18,7 @@ from tests.integration.ocihttp import (
     start_upload,
     unknown_digest,
 )
+from tests.manifests import sha256
 
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
 

@@ -3,7 +3,6 @@ offline with umoci, and reading layouts back to compare what a round trip produc
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -13,19 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+from tests.manifests import DOCKER_MANIFEST_LIST, OCI_INDEX, sha256
+
 INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 REF_NAME = "org.opencontainers.image.ref.name"
 
 # Each client call is bounded: a hung client fails the test instead of the whole run.
 COMMAND_TIMEOUT = 180
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def require(tool: str) -> str:

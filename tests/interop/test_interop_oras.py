@@ -12,14 +12,19 @@ import httpx
 import oras.client
 import oras.oci
 import pytest
-from interop_helpers import OCI_INDEX, OCI_MANIFEST, sha256
+from tests.manifests import (
+    EMPTY_JSON_DIGEST,
+    NESTED_ANNOTATION,
+    OCI_EMPTY,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    sha256,
+)
 
 RPM_LAYER = "application/x-rpm"
 RPM_CONFIG = "application/vnd.ocinest.test.rpm.config.v1+json"
 SIG_ARTIFACT = "application/vnd.ocinest.test.rpm-signature.v1"
 SBOM_CONFIG = "application/vnd.ocinest.test.sbom.config.v1+json"
-OCI_EMPTY = "application/vnd.oci.empty.v1+json"
-EMPTY_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 
 
 def rpm_bytes(size: int) -> bytes:
@@ -152,7 +157,7 @@ def test_referrers_by_subject_and_artifact_type(
     # Referrer 2, through oras-py's blob and manifest uploads: an image-spec 1.1 artifact
     # with a top-level artifactType and the empty config, pushed by digest (no tag).
     (tmp_path / "empty.json").write_bytes(b"{}")
-    empty = {"mediaType": OCI_EMPTY, "digest": EMPTY_DIGEST, "size": 2}
+    empty = {"mediaType": OCI_EMPTY, "digest": EMPTY_JSON_DIGEST, "size": 2}
     # (200: oras-py found the blob already there, from the SBOM's push, and skipped it.)
     assert oras_client.upload_blob("empty.json", container, empty).status_code in (200, 201)
     signature = os.urandom(256)
@@ -241,7 +246,7 @@ def test_artifact_child_pulled_through_its_parent(
                     "mediaType": OCI_MANIFEST,
                     "digest": child,
                     "size": len(r.request.body),
-                    "annotations": {"dev.ocinest.repository": "tool"},
+                    "annotations": {NESTED_ANNOTATION: "tool"},
                 }
             ],
         }

@@ -8,16 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from interop_helpers import (
-    DOCKER_MANIFEST,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    Podman,
-    Skopeo,
-    registry_ref,
-    sha256,
-    umoci_image,
-)
+from interop_helpers import Podman, Skopeo, registry_ref, umoci_image
+from tests.manifests import DOCKER_MANIFEST, NESTED_ANNOTATION, OCI_INDEX, OCI_MANIFEST, sha256
 
 ACCEPT = ", ".join([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST])
 
@@ -157,7 +149,7 @@ def test_pull_platform_image_through_nested_index(
                 "digest": desc["digest"],
                 "size": desc["size"],
                 "platform": {"architecture": arch, "os": "linux"},
-                "annotations": {"dev.ocinest.repository": app},
+                "annotations": {NESTED_ANNOTATION: app},
             }
         )
     index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children})

@@ -11,17 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
-from interop_helpers import (
+from interop_helpers import Layout, Skopeo, assert_same_image, registry_ref, umoci_image
+from tests.manifests import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
+    NESTED_ANNOTATION,
     OCI_INDEX,
     OCI_MANIFEST,
-    Layout,
-    Skopeo,
-    assert_same_image,
-    registry_ref,
     sha256,
-    umoci_image,
 )
 
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
@@ -374,9 +371,6 @@ def test_zstd_layers_round_trip(
     assert back.descriptor("v1")["digest"] == r.headers["Docker-Content-Digest"]
     assert back.blob(back.descriptor("v1")["digest"]) == r.content
     assert back.blob(manifest["layers"][0]["digest"]) == layer.content
-
-
-NESTED_ANNOTATION = "dev.ocinest.repository"
 
 
 def test_nested_index_is_readable_by_stock_clients(

@@ -16,7 +16,8 @@ from typing import Any
 
 import httpx
 import yaml
-from tests.conftest import OCI_INDEX, Server, push_image
+from tests.conftest import Server, push_image
+from tests.manifests import OCI_INDEX
 
 TASK = Path(__file__).parents[2] / "integrations" / "tekton" / "ocinest-index-create.yaml"
 VARIABLE = re.compile(r"\$\((params|results|workspaces|context)\.([A-Za-z0-9_.\-]+?)(\[\*\])?\)")

@@ -3,21 +3,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from ocinest.oci.digest import Digest
-from ocinest.oci.manifest import NESTED_ANNOTATION, Manifest, parse_manifest
+from ocinest.oci.manifest import Manifest, parse_manifest
 from ocinest.storage.blobs import BlobStore
 from ocinest.storage.meta import MetaStore
-
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+from tests import manifests
+from tests.manifests import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST
 
 
 async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -49,44 +45,31 @@ def _publish() -> None:
 
 async def link(meta: MetaStore, repository: str, data: bytes) -> dict[str, Any]:
     """Link `data` as a blob of `repository`; returns its descriptor."""
-    digest = Digest.of(data)
-    assert await meta.link_blob(repository, digest, len(data), _publish)
-    return {"mediaType": OCI_LAYER, "digest": str(digest), "size": len(data)}
+    assert await meta.link_blob(repository, Digest.of(data), len(data), _publish)
+    return manifests.descriptor(data, OCI_LAYER)
 
 
 def descriptor(manifest: Manifest, child: str | None = None) -> dict[str, Any]:
     """A descriptor of `manifest`; nested, in the child repository `child`, when given."""
-    found: dict[str, Any] = {
-        "mediaType": manifest.media_type,
-        "digest": str(manifest.digest),
-        "size": manifest.size,
-    }
-    if child is not None:
-        found["annotations"] = {NESTED_ANNOTATION: child}
-    return found
+    if child is None:
+        return manifests.descriptor(manifest.raw, manifest.media_type)
+    return manifests.nested(manifest.raw, child, manifest.media_type)
 
 
 def image_manifest(
     config: dict[str, Any], layers: Iterable[dict[str, Any]], **extra: Any
 ) -> Manifest:
-    doc = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {**config, "mediaType": OCI_CONFIG},
-        "layers": list(layers),
-        **extra,
-    }
-    return parse_manifest(json.dumps(doc).encode(), OCI_MANIFEST)
+    body = manifests.image_manifest({**config, "mediaType": OCI_CONFIG}, layers, **extra)
+    return parse_manifest(body, OCI_MANIFEST)
 
 
-def index_manifest(manifests: Iterable[dict[str, Any]], **extra: Any) -> Manifest:
-    doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": list(manifests), **extra}
-    return parse_manifest(json.dumps(doc).encode(), OCI_INDEX)
+def index_manifest(children: Iterable[dict[str, Any]], **extra: Any) -> Manifest:
+    return parse_manifest(manifests.index_manifest(*children, **extra), OCI_INDEX)
 
 
 async def image(meta: MetaStore, repository: str, **extra: Any) -> Manifest:
     """A small image whose config and layer are linked in `repository` (not pushed)."""
-    config = await link(meta, repository, json.dumps({"n": uuid.uuid4().hex}).encode())
+    config = await link(meta, repository, manifests.dumps({"n": uuid.uuid4().hex}))
     layer = await link(meta, repository, os.urandom(64))
     return image_manifest(config, [layer], **extra)
 

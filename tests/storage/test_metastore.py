@@ -19,9 +19,9 @@ from ocinest.storage.errors import (
     ReferencesInvalid,
 )
 from ocinest.storage.meta import MetaStore, Referrer, StoredManifest, Upload
+from tests.manifests import OCI_MANIFEST
 from tests.storage.conftest import OpenMeta
 from tests.storage.content import (
-    OCI_MANIFEST,
     blob_digests,
     descriptor,
     image,

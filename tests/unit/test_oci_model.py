@@ -5,7 +5,6 @@ test_properties.py; these pin down specific cases of the spec."""
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 import pytest
@@ -20,18 +19,15 @@ from ocinest.oci.manifest import (
     parse_manifest,
 )
 from ocinest.oci.names import MAX_NAME_LENGTH, child_path_problem, is_tag, validate_name
+from tests.manifests import dumps, sha256
 
 HEX64 = "a" * 64
 HEX128 = "b" * 128
 
 
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def desc(media_type: str = "application/vnd.oci.image.layer.v1.tar", n: int = 0) -> dict[str, Any]:
     data = f"content {n}".encode()
-    return {"mediaType": media_type, "digest": sha(data), "size": len(data)}
+    return {"mediaType": media_type, "digest": sha256(data), "size": len(data)}
 
 
 def image(**extra: Any) -> dict[str, Any]:
@@ -53,12 +49,8 @@ def index(**extra: Any) -> dict[str, Any]:
     }
 
 
-def raw(doc: Any) -> bytes:
-    return json.dumps(doc).encode()
-
-
 def invalid(doc_or_raw: Any, content_type: str | None = mt.OCI_MANIFEST) -> OCIError:
-    data = doc_or_raw if isinstance(doc_or_raw, bytes) else raw(doc_or_raw)
+    data = doc_or_raw if isinstance(doc_or_raw, bytes) else dumps(doc_or_raw)
     with pytest.raises(OCIError) as info:
         parse_manifest(data, content_type)
     return info.value
@@ -187,7 +179,7 @@ def test_not_media_types(value: object) -> None:
 
 def test_image_manifest_references_config_then_layers() -> None:
     doc = image()
-    data = raw(doc)
+    data = dumps(doc)
     m = parse_manifest(data, mt.OCI_MANIFEST)
     assert m.media_type == mt.OCI_MANIFEST
     assert m.digest == Digest.of(data)
@@ -203,14 +195,14 @@ def test_image_manifest_references_config_then_layers() -> None:
 
 
 def test_artifact_type_defaults_to_config_media_type() -> None:
-    m = parse_manifest(raw(image()), mt.OCI_MANIFEST)
+    m = parse_manifest(dumps(image()), mt.OCI_MANIFEST)
     assert m.artifact_type == image()["config"]["mediaType"]
-    m = parse_manifest(raw(image(artifactType="application/vnd.x")), mt.OCI_MANIFEST)
+    m = parse_manifest(dumps(image(artifactType="application/vnd.x")), mt.OCI_MANIFEST)
     assert m.artifact_type == "application/vnd.x"
 
 
 def test_index_references_manifests() -> None:
-    m = parse_manifest(raw(index(artifactType="application/vnd.bundle")), mt.OCI_INDEX)
+    m = parse_manifest(dumps(index(artifactType="application/vnd.bundle")), mt.OCI_INDEX)
     assert m.is_index
     assert [r.kind for r in m.references] == ["manifest", "manifest"]
     assert all(r.child is None for r in m.references)
@@ -219,7 +211,7 @@ def test_index_references_manifests() -> None:
 
 def test_subject_and_annotations() -> None:
     subject = desc(mt.OCI_MANIFEST, 9)
-    m = parse_manifest(raw(image(subject=subject, annotations={"k": "v"})), mt.OCI_MANIFEST)
+    m = parse_manifest(dumps(image(subject=subject, annotations={"k": "v"})), mt.OCI_MANIFEST)
     assert m.subject is not None
     assert str(m.subject.digest) == subject["digest"]
     assert m.annotations == {"k": "v"}
@@ -243,11 +235,11 @@ def test_subject_and_annotations() -> None:
 def test_media_type_resolution(
     doc: dict[str, Any], content_type: str | None, expected: str
 ) -> None:
-    assert parse_manifest(raw(doc), content_type).media_type == expected
+    assert parse_manifest(dumps(doc), content_type).media_type == expected
 
 
 def test_digest_algorithm_follows_the_requested_digest() -> None:
-    data = raw(image())
+    data = dumps(image())
     m = parse_manifest(data, mt.OCI_MANIFEST, Digest.parse(f"sha512:{HEX128}"))
     assert str(m.digest) == "sha512:" + hashlib.sha512(data).hexdigest()
 
@@ -258,17 +250,17 @@ def test_foreign_layers_with_urls_are_not_references() -> None:
         "urls": ["https://example.com/l"],
     }
     doc = image(mediaType=mt.DOCKER_MANIFEST, layers=[desc(n=1), foreign])
-    m = parse_manifest(raw(doc), mt.DOCKER_MANIFEST)
+    m = parse_manifest(dumps(doc), mt.DOCKER_MANIFEST)
     assert len(m.references) == 2  # the config and the one distributable layer
 
 
 def test_nested_child_annotation() -> None:
     child = {**desc(mt.OCI_MANIFEST, 5), "annotations": {NESTED_ANNOTATION: "app"}}
-    m = parse_manifest(raw(index(manifests=[child])), mt.OCI_INDEX)
+    m = parse_manifest(dumps(index(manifests=[child])), mt.OCI_INDEX)
     assert m.references[0].child == "app"
     assert check_child_paths("parent", m) == []
     bad = {**desc(mt.OCI_MANIFEST, 5), "annotations": {NESTED_ANNOTATION: "../x"}}
-    m = parse_manifest(raw(index(manifests=[bad])), mt.OCI_INDEX)
+    m = parse_manifest(dumps(index(manifests=[bad])), mt.OCI_INDEX)
     errors = check_child_paths("parent", m)
     assert len(errors) == 1
     assert errors[0].code is ErrorCode.MANIFEST_INVALID
@@ -310,11 +302,11 @@ def test_invalid_manifests(doc: Any, content_type: str | None) -> None:
 
 def test_manifest_size_limit() -> None:
     doc = image(annotations={"pad": ""})
-    pad = MAX_MANIFEST_SIZE - len(raw(doc))
-    at_limit = raw(image(annotations={"pad": "x" * pad}))
+    pad = MAX_MANIFEST_SIZE - len(dumps(doc))
+    at_limit = dumps(image(annotations={"pad": "x" * pad}))
     assert len(at_limit) == MAX_MANIFEST_SIZE
     parse_manifest(at_limit, mt.OCI_MANIFEST)
-    err = invalid(raw(image(annotations={"pad": "x" * (pad + 1)})))
+    err = invalid(dumps(image(annotations={"pad": "x" * (pad + 1)})))
     assert err.code is ErrorCode.SIZE_INVALID
     assert err.status == 413
 

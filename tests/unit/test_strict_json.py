@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from ocinest.oci import mediatypes as mt
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.manifest import NESTED_ANNOTATION, parse_manifest
-from tests.unit.test_oci_model import image, index, raw
+from tests.manifests import (
+    OCI_CONFIG,
+    OCI_LAYER,
+    descriptor,
+    image_manifest,
+    index_manifest,
+    nested,
+)
+
+
+def image(**extra: Any) -> bytes:
+    """An image manifest over content nobody stored (parsing does not look)."""
+    config, layer = descriptor(b"config", OCI_CONFIG), descriptor(b"layer", OCI_LAYER)
+    return image_manifest(config, [layer], **extra)
 
 
 def refusal(data: bytes, content_type: str = mt.OCI_MANIFEST) -> str:
@@ -22,7 +36,7 @@ def refusal(data: bytes, content_type: str = mt.OCI_MANIFEST) -> str:
     return error.detail
 
 
-GOOD = raw(image(annotations={"k": "v"}))
+GOOD = image(annotations={"k": "v"})
 
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
@@ -44,7 +58,7 @@ def test_utf16_and_utf32_are_refused(encoding: str) -> None:
 def test_invalid_utf8_is_refused() -> None:
     # Latin-1 text, and an encoded lone surrogate (not UTF-8 either).
     for bad in ("é".encode("latin-1"), b"\xed\xa0\x80"):
-        data = raw(image(annotations={"k": "@"})).replace(b"@", bad)
+        data = image(annotations={"k": "@"}).replace(b"@", bad)
         assert "not UTF-8" in refusal(data)
 
 
@@ -53,8 +67,8 @@ def test_invalid_utf8_is_refused() -> None:
     [
         # At the top, in an object inside an array, in annotations.
         b'{"schemaVersion": 2, "schemaVersion": 2, "config": {}, "layers": []}',
-        raw(image()).replace(b'"size"', b'"size": 1, "size"', 1),
-        raw(image(annotations={"k": "v"})).replace(b'"k": "v"', b'"k": "v", "k": "w"'),
+        image().replace(b'"size"', b'"size": 1, "size"', 1),
+        image(annotations={"k": "v"}).replace(b'"k": "v"', b'"k": "v", "k": "w"'),
     ],
 )
 def test_duplicate_keys_are_refused_at_any_depth(data: bytes) -> None:
@@ -63,9 +77,7 @@ def test_duplicate_keys_are_refused_at_any_depth(data: bytes) -> None:
 
 def test_a_duplicated_child_path_is_refused_naming_the_key() -> None:
     # Which child would a client see? Keeping the first value or the last, parsers disagree.
-    doc = index()
-    doc["manifests"][0]["annotations"] = {NESTED_ANNOTATION: "a"}
-    data = raw(doc).replace(
+    data = index_manifest(nested(b"child", "a")).replace(
         f'"{NESTED_ANNOTATION}": "a"'.encode(),
         f'"{NESTED_ANNOTATION}": "a", "{NESTED_ANNOTATION}": "b"'.encode(),
     )
@@ -75,7 +87,7 @@ def test_a_duplicated_child_path_is_refused_naming_the_key() -> None:
 
 def test_unpaired_surrogate_escapes_are_refused() -> None:
     for escape in (rb"\ud800", rb"\udfff", rb"x\uDBFFy", rb"\ude00\ud83d"):
-        data = raw(image(annotations={"k": "@"})).replace(b"@", escape)
+        data = image(annotations={"k": "@"}).replace(b"@", escape)
         assert "surrogate" in refusal(data)
 
 
@@ -83,7 +95,7 @@ def test_what_json_allows_is_still_taken() -> None:
     # A surrogate pair, an escaped backslash before "ud800", non-ASCII UTF-8, numbers with
     # exponents, the same key in two different objects, whitespace around the document.
     annotations = {"emoji": "\U0001f600", "path": "\\ud800", "text": "grüße", "k": "1"}
-    doc = image(annotations=annotations, extra={"n": 1e300, "k": "again"})
+    doc = json.loads(image(annotations=annotations, extra={"n": 1e300, "k": "again"}))
     for data in (json.dumps(doc).encode(), json.dumps(doc, ensure_ascii=False).encode()):
         m = parse_manifest(b" \n" + data + b"\r\n\t", mt.OCI_MANIFEST)
         assert m.annotations == annotations
