@@ -107,8 +107,11 @@ class _Lines(Reporter):
             now = time.monotonic()
             if now - self._last >= PERIOD:
                 self._last = now
-                seconds = now - self._start
-                self.line({"event": "progress", "bytes": self._moved, "seconds": round(seconds)})
+                seconds = round(now - self._start)
+                rate = int(self._moved / max(seconds, 1))
+                self.line(
+                    {"event": "progress", "bytes": self._moved, "seconds": seconds, "rate": rate}
+                )
         elif event.kind == "manifest" or (
             event.kind == "done" and (self.every_blob or event.size >= LARGE_BLOB)
         ):
@@ -131,10 +134,9 @@ class LogLines(_Lines):
 
     def line(self, record: dict[str, Any]) -> None:
         if record["event"] == "progress":
-            rate = record["bytes"] / max(record["seconds"], 1)
             text = (
                 f"… {decimal(record['bytes'])} moved in {record['seconds']} s "
-                f"({decimal(int(rate))}/s)"
+                f"({decimal(record['rate'])}/s)"
             )
         else:
             what = "manifest " if record["event"] == "manifest" else ""
