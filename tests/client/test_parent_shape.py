@@ -300,8 +300,10 @@ def test_an_untagged_parent_is_said_to_be_untagged(
     assert f"the index is untagged: only {pinned} reaches it" in out.stderr
     assert get_manifest(server.url, "loose", digest).status_code == 200
     assert get_manifest(server.url, "loose", "latest").status_code == 404
-    # With --json the JSON object on stdout, and on stderr only JSON lines (progress).
-    machine = cli("index", "create", f"{server.host}/loose", "app=:v1", "--json")
+    # With --json the JSON object on stdout; with --progress json, only JSON lines on stderr.
+    machine = cli(
+        "index", "create", f"{server.host}/loose", "app=:v1", "--json", "--progress", "json"
+    )
     assert json.loads(machine.stdout)["reference"] == pinned
     assert all("event" in json.loads(line) for line in machine.stderr.splitlines())
     quiet = cli("index", "create", f"{server.host}/loose", "app=:v1", "--json", "--quiet")

@@ -1,6 +1,6 @@
 """What a transfer prints while it runs when no terminal reads it (CI, Tekton logs): a line
 per manifest placed and per large blob, a line of bytes moved every 10 s; JSON lines with
---json; nothing with --quiet."""
+--progress json; nothing with --quiet. --json is about stdout only."""
 
 from __future__ import annotations
 
@@ -22,9 +22,8 @@ from tests.conftest import Server
 def test_json_events_account_for_every_manifest_and_blob(
     server: Server, second_server: Server, ko_tree: Tree, cli: Cli
 ) -> None:
-    out = cli(
-        "copy", f"{server.host}/myrepo/ko-build:build-1", f"{second_server.host}/m/kb", "--json"
-    )
+    src, dst = f"{server.host}/myrepo/ko-build:build-1", f"{second_server.host}/m/kb"
+    out = cli("copy", src, dst, "--json", "--progress", "json")
     stats = json.loads(out.stdout)["stats"]
     events = [json.loads(line) for line in out.stderr.splitlines()]
     manifests = Counter(e["outcome"] for e in events if e["event"] == "manifest")
@@ -49,6 +48,10 @@ def test_a_large_blob_gets_a_line_and_quiet_says_nothing(
     assert any(x.startswith("pushed manifest sha256:") for x in out.stderr.splitlines())
     quiet = cli("push", f"{server.host}/files/big:v2", str(big), "--quiet")
     assert quiet.returncode == 0 and quiet.stderr == ""
+    # --json changes stdout only: the progress lines stay (the blob is there by now).
+    machine = cli("push", f"{server.host}/files/big:v3", str(big), "--json")
+    assert json.loads(machine.stdout)["reference"].startswith(f"{server.host}/files/big@")
+    assert line.replace("uploaded", "skipped", 1) in machine.stderr.splitlines()
 
 
 def test_a_line_of_bytes_moved_every_period(

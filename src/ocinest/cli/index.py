@@ -11,6 +11,7 @@ from ocinest.cli.options import (
     CONCURRENCY_OPTION,
     JSON_OPTION,
     MODE_OPTION,
+    PROGRESS_OPTION,
     QUIET_OPTION,
     RESULT_FILE_OPTION,
     connection_options,
@@ -74,6 +75,7 @@ def _child_argument(parent: RemoteRef, value: str) -> tuple[str, Any]:
 @RESULT_FILE_OPTION
 @MODE_OPTION
 @JSON_OPTION
+@PROGRESS_OPTION
 @QUIET_OPTION
 @CONCURRENCY_OPTION
 @connection_options
@@ -88,6 +90,7 @@ def index_create(
     result_file: Path | None,
     mode: str,
     as_json: bool,
+    progress: str,
     quiet: bool,
     **kw: Any,
 ) -> None:
@@ -121,7 +124,7 @@ def index_create(
 
     async def go() -> client_ops.IndexResult:
         async with Client(options) as client:
-            with reporter(as_json, quiet) as report:
+            with reporter(progress, quiet) as report:
                 return await client_ops.create_index(
                     client,
                     parent_ref,

@@ -36,12 +36,15 @@ MODE_OPTION = click.option(
     "the parent repository by digest (any registry); auto: ask the registry.",
 )
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-QUIET_OPTION = click.option(
-    "--quiet",
-    "-q",
-    is_flag=True,
-    help="No progress on stderr, only errors (else lines, or JSON lines with --json).",
+PROGRESS_OPTION = click.option(
+    "--progress",
+    type=click.Choice(["auto", "json"]),
+    default="auto",
+    show_default=True,
+    help="Progress on stderr: auto (bars on a terminal, else a line per manifest and large "
+    "blob and the rate every 10 s), or json (those lines as JSON Lines).",
 )
+QUIET_OPTION = click.option("--quiet", "-q", is_flag=True, help="No progress, only errors.")
 # Only on the commands that transfer blobs.
 CONCURRENCY_OPTION = click.option(
     "--concurrency",

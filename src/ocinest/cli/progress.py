@@ -3,9 +3,10 @@
 * a terminal: progress bars (rich), gone when done;
 * anything else (CI, Tekton logs): a line per manifest placed and per large blob moved, and
   every 10 s a line of the bytes moved so far and their rate;
-* `--json`: the same events as JSON lines on stderr (stdout keeps the one result object),
-  with every blob, small ones too;
+* `--progress json`: the same events as JSON Lines, every blob included, small ones too;
 * `--quiet`: nothing but errors.
+
+`--json` is about standard output only: one object at the end, whatever the progress.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ LARGE_BLOB = 1 << 20  # a blob this size or more gets a line of its own
 PERIOD = 10.0  # seconds between lines of bytes moved
 
 
-def reporter(as_json: bool, quiet: bool) -> Reporter:
-    """The reporter for this command's options and output."""
+def reporter(progress: str, quiet: bool) -> Reporter:
+    """The reporter for --progress (auto or json), --quiet and where stderr goes."""
     if quiet:
         return Reporter()
-    if as_json:
+    if progress == "json":
         return JsonEvents()
     if sys.stdout.isatty() and sys.stderr.isatty():
         return TransferBars()

@@ -11,6 +11,7 @@ from ocinest.cli.options import (
     CONCURRENCY_OPTION,
     JSON_OPTION,
     MODE_OPTION,
+    PROGRESS_OPTION,
     QUIET_OPTION,
     RESULT_FILE_OPTION,
     connection_options,
@@ -54,6 +55,7 @@ def rpm() -> None:
 @RESULT_FILE_OPTION
 @MODE_OPTION
 @JSON_OPTION
+@PROGRESS_OPTION
 @QUIET_OPTION
 @CONCURRENCY_OPTION
 @connection_options
@@ -64,6 +66,7 @@ def rpm_push(
     result_file: Path | None,
     mode: str,
     as_json: bool,
+    progress: str,
     quiet: bool,
     **kw: Any,
 ) -> None:
@@ -81,7 +84,7 @@ def rpm_push(
 
     async def go() -> client_rpm.RpmPushResult:
         async with Client(options) as client:
-            with reporter(as_json, quiet) as report:
+            with reporter(progress, quiet) as report:
                 return await client_rpm.push(
                     client, ref, list(inputs), base=base_ref, mode=mode, progress=report
                 )

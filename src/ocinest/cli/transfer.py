@@ -12,6 +12,7 @@ from ocinest.cli.options import (
     CONCURRENCY_OPTION,
     JSON_OPTION,
     MODE_OPTION,
+    PROGRESS_OPTION,
     QUIET_OPTION,
     connection_options,
     emit,
@@ -47,6 +48,7 @@ def _file_argument(value: str) -> tuple[Path, str | None]:
 )
 @click.option("--annotation", "annotations", multiple=True, metavar="KEY=VALUE")
 @JSON_OPTION
+@PROGRESS_OPTION
 @QUIET_OPTION
 @CONCURRENCY_OPTION
 @connection_options
@@ -56,6 +58,7 @@ def push(
     artifact_type: str | None,
     annotations: tuple[str, ...],
     as_json: bool,
+    progress: str,
     quiet: bool,
     **kw: Any,
 ) -> None:
@@ -75,7 +78,7 @@ def push(
 
     async def go() -> client_ops.PushResult:
         async with Client(options) as client:
-            with reporter(as_json, quiet) as report:
+            with reporter(progress, quiet) as report:
                 return await client_ops.push_files(
                     client,
                     ref,
@@ -113,6 +116,7 @@ def push(
 @click.option("--tag", help="Tag the root in the layout [default: the reference's tag].")
 @click.option("--referrers", is_flag=True, help="Bring signatures, SBOMs and other referrers.")
 @JSON_OPTION
+@PROGRESS_OPTION
 @QUIET_OPTION
 @CONCURRENCY_OPTION
 @connection_options
@@ -122,6 +126,7 @@ def pull(
     tag: str | None,
     referrers: bool,
     as_json: bool,
+    progress: str,
     quiet: bool,
     **kw: Any,
 ) -> None:
@@ -137,7 +142,7 @@ def pull(
 
     async def go() -> CopyResult:
         async with Client(options) as client:
-            with reporter(as_json, quiet) as report:
+            with reporter(progress, quiet) as report:
                 return await client_ops.pull(
                     client, ref, output, tag=tag, referrers=referrers, progress=report
                 )
@@ -171,6 +176,7 @@ def pull(
 )
 @MODE_OPTION
 @JSON_OPTION
+@PROGRESS_OPTION
 @QUIET_OPTION
 @CONCURRENCY_OPTION
 @connection_options
@@ -181,6 +187,7 @@ def copy(
     child_tags: bool,
     mode: str,
     as_json: bool,
+    progress: str,
     quiet: bool,
     **kw: Any,
 ) -> None:
@@ -197,7 +204,7 @@ def copy(
 
     async def go() -> CopyResult:
         async with Client(options) as client:
-            with reporter(as_json, quiet) as report:
+            with reporter(progress, quiet) as report:
                 return await client_ops.copy(
                     client,
                     src,
