@@ -17,6 +17,7 @@ assertions (tests only check that the server keeps answering).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import statistics
@@ -31,9 +32,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.conftest import Server, free_port, push_image, push_index  # noqa: E402
-from tests.integration.test_auth_hardening import serve  # noqa: E402
-from tests.manifests import index_manifest, nested  # noqa: E402
+from tests.conftest import Server, free_port, push_image, push_index
+from tests.integration.test_auth_hardening import serve
+from tests.manifests import index_manifest, nested
 
 
 def probe(url: str, busy: Callable[[], bool]) -> list[float]:
@@ -124,10 +125,8 @@ def slow_clients(tmp: Path) -> None:
     def drip() -> None:
         while busy():
             for s in conns:
-                try:
+                with contextlib.suppress(OSError):
                     s.sendall(b"X-a: b\r\n")
-                except OSError:
-                    pass
             time.sleep(0.5)
 
     dripper = threading.Thread(target=drip)
