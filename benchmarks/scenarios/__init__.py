@@ -18,6 +18,7 @@ from scenarios import (
     manifest_get,
     manifest_put,
     push,
+    rpm,
     scale_out,
     tags,
     tree,
@@ -38,5 +39,6 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "tree-scale": tree_scale.run,
     "copy": copy.run,
     "gc": gc.run,
+    "rpm": rpm.run,
     "scale-out": scale_out.run,
 }
