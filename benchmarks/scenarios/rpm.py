@@ -206,6 +206,9 @@ def run(bench: Bench) -> None:
                 oci.label: f"{oci.base}/_ocinest/files/{REPOSITORY}@{digest}/",
                 nginx.label: f"{nginx.base}/",
             }
+            if not bench.smoke:  # dnf's own files into the page cache, once on each, untimed
+                for server in (oci, nginx):
+                    dnf_round(folder / "dnf" / f"{server.label}-warm", urls[server.label], package)
             raw = interleave(
                 bench,
                 "rpm",
