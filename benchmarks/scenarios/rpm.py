@@ -176,14 +176,15 @@ def run(bench: Bench) -> None:
     with fresh_ocinest(bench, "rpm-0") as oci:  # the one dnf reads from, afterwards
         for r in range(p.rpm_push_rounds):
             if r == 0:
-                pushes.append(timed_push(oci, rpms, n))
+                pushes.append(with_server_cpu(oci, lambda: timed_push(oci, rpms, n)))
             else:
                 with fresh_ocinest(bench, f"rpm-{r}") as other:
-                    pushes.append(timed_push(other, rpms, n))
+                    pushes.append(with_server_cpu(other, lambda: timed_push(other, rpms, n)))
             publishes.append(static_publish(rpms, folder / f"static-{r}"))
             shutil.rmtree(folder / f"static-{r}")
             log(
-                f"rpm push round {r + 1}: ocinest rpm push {pushes[-1]['push_s']:.2f}s, "
+                f"rpm push round {r + 1}: ocinest rpm push {pushes[-1]['push_s']:.2f}s "
+                f"(server CPU {pushes[-1]['server_cpu_s']:.1f}s), "
                 f"createrepo_c + copy {publishes[-1]:.2f}s"
             )
         digests = {x["digest"] for x in pushes}
