@@ -4,11 +4,12 @@
 
     python benchmarks/run.py [--smoke] [--out DIR] [--only NAMES] [--keep]
 
-Installs what it needs when missing (apt: docker-registry, wrk; pip: matplotlib), starts
-ocinest and the reference on free loopback ports with data in a temporary folder, runs every
-scenario interleaved (ocinest, reference, ocinest, reference, ...) for several rounds, and
-prints a table of medians, min-max and ratios with the goals beside them. Writes
-results.json, table.md and chart.png to --out (default benchmarks/results/).
+Installs what it needs when missing (apt: docker-registry, wrk, and for the rpm scenario
+nginx, dnf, rpm, createrepo-c; pip: matplotlib), starts ocinest and the reference on free
+loopback ports with data in a temporary folder, runs every scenario interleaved (ocinest,
+reference, ocinest, reference, ...) for several rounds, and prints a table of medians, min-max
+and ratios with the goals beside them. Writes results.json, table.md and chart.png to --out
+(default benchmarks/results/).
 
 The ratio column is always "how many times better ocinest is": ocinest / reference for
 rates, reference / ocinest for times. `--smoke` runs every scenario tiny (seconds) so that
@@ -19,6 +20,10 @@ against 1, over one shared PostgreSQL database and S3 bucket (the ratio is 2 pro
 1 process). It uses OCINEST_TEST_POSTGRES and S3_ENDPOINT (+ AWS keys) when set, and
 otherwise starts a throw-away PostgreSQL and Ceph S3 itself (scripts/), except in smoke mode,
 where it is skipped without them.
+
+The rpm scenario times `ocinest rpm push` of 1,000 RPMs, then dnf (makecache + install) from
+ocinest's files view against Debian's nginx serving the same files (the ratio is nginx /
+ocinest).
 
 Each scenario is a module of scenarios/ (scenarios/manifest_get.py for `manifest-get`); what
 they share (servers, services, client, load generators, rounds, results) is in harness/.
@@ -41,6 +46,7 @@ from harness.bench import FULL, SMOKE, Bench
 from harness.common import BENCH_DIR, log
 from harness.install import (
     MATPLOTLIB_PIN,
+    RPM_TOOLS,
     copy_command_available,
     ensure_apt,
     ensure_pip,
@@ -79,6 +85,8 @@ def main() -> int:
     tools = {"docker-registry": "docker-registry", "wrk": "wrk"}
     if "copy" in only and copy_command_available():
         tools["skopeo"] = "skopeo"
+    if "rpm" in only:
+        tools.update(RPM_TOOLS)
     still = ensure_apt(tools)
     if "docker-registry" in still:
         sys.exit(

@@ -43,6 +43,9 @@ class Params:
     scale_blobs: int  # 1 MiB blobs pushed per scale-out push run
     scale_push_concurrency: int
     scale_warmup: bool
+    rpm_count: int  # RPMs in the rpm scenario's repository
+    rpm_push_rounds: int
+    rpm_rounds: int  # dnf rounds
 
 
 FULL = Params(
@@ -71,6 +74,9 @@ FULL = Params(
     scale_blobs=160,
     scale_push_concurrency=8,
     scale_warmup=True,
+    rpm_count=1000,
+    rpm_push_rounds=3,
+    rpm_rounds=5,
 )
 SMOKE = Params(
     rounds=2,
@@ -98,6 +104,9 @@ SMOKE = Params(
     scale_blobs=8,
     scale_push_concurrency=8,
     scale_warmup=False,
+    rpm_count=3,
+    rpm_push_rounds=1,
+    rpm_rounds=1,
 )
 
 

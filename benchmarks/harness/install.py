@@ -12,6 +12,11 @@ from pathlib import Path
 from harness.common import ROOT, log
 
 MATPLOTLIB_PIN = "matplotlib==3.11.2"
+# The rpm scenario's tools (command -> Debian package): nginx is its reference server.
+RPM_TOOLS = {"nginx": "nginx", "dnf": "dnf", "rpmbuild": "rpm", "createrepo_c": "createrepo-c"}
+# While apt installs, this policy (when there is none) keeps packages from starting their
+# services (nginx and docker-registry ship one): the harness starts what it needs itself.
+POLICY_RC = Path("/usr/sbin/policy-rc.d")
 
 
 def ensure_project_python(script: Path) -> None:
@@ -46,20 +51,29 @@ def ensure_apt(tools: dict[str, str]) -> list[str]:
         packages = sorted(set(missing.values()))
         log(f"apt: installing {' '.join(packages)}")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for attempt in range(3):
-            ok = (
-                subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True).returncode
-                == 0
-                and subprocess.run(
-                    ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
-                    env=env,
-                    capture_output=True,
-                ).returncode
-                == 0
-            )
-            if ok:
-                break
-            time.sleep(3 * (attempt + 1))
+        apt = ["apt-get", "-o", "DPkg::Lock::Timeout=300"]
+        own_policy = not POLICY_RC.exists()
+        if own_policy:
+            POLICY_RC.write_text("#!/bin/sh\nexit 101\n")
+            POLICY_RC.chmod(0o755)
+        try:
+            for attempt in range(3):
+                ok = (
+                    subprocess.run([*apt, "update", "-q"], env=env, capture_output=True).returncode
+                    == 0
+                    and subprocess.run(
+                        [*apt, "install", "-y", "-q", "--no-install-recommends", *packages],
+                        env=env,
+                        capture_output=True,
+                    ).returncode
+                    == 0
+                )
+                if ok:
+                    break
+                time.sleep(3 * (attempt + 1))
+        finally:
+            if own_policy:
+                POLICY_RC.unlink(missing_ok=True)
     return [cmd for cmd in tools if shutil.which(cmd) is None]
 
 

@@ -21,11 +21,12 @@ def interleave(
     servers: Sequence[Server],
     measure: Callable[[Server, int], T],
     show: Callable[[T], str],
+    rounds: int | None = None,
 ) -> dict[str, list[T]]:
-    """measure(server, round) for every server, round after round; the samples by server
-    label. Logs each round's samples as `show` writes them."""
+    """measure(server, round) for every server, round after round (`rounds` of them, or the
+    run's); the samples by server label. Logs each round's samples as `show` writes them."""
     samples: dict[str, list[T]] = {s.label: [] for s in servers}
-    for r in bench.rounds():
+    for r in bench.rounds() if rounds is None else range(rounds):
         for server in servers:
             samples[server.label].append(measure(server, r))
         log(

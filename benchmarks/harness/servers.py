@@ -1,5 +1,6 @@
-"""Registry processes on loopback ports: ocinest and the reference (distribution 2.8,
-Debian's `docker-registry`), started and stopped by their pids only."""
+"""Server processes on loopback ports: ocinest, the reference (distribution 2.8, Debian's
+`docker-registry`) and, for the rpm scenario, Debian's nginx; started and stopped by their pids
+only."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ _STARTED: list[Server] = []
 
 
 class Server:
-    """A registry process on a loopback port, started and stopped by its pid only."""
+    """A server process on a loopback port, started and stopped by its pid only; it is up once
+    a GET of `health` answers 200."""
 
     def __init__(
         self,
@@ -73,12 +75,14 @@ class Server:
         port: int,
         log_path: Path,
         env: dict[str, str] | None = None,
+        health: str = "/v2/",
     ) -> None:
         self.label = label
         self.argv = argv
         self.port = port
         self.log_path = log_path
         self.env = env
+        self.health = health
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -106,7 +110,7 @@ class Server:
                 )
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/v2/")
+                conn.request("GET", self.health)
                 if conn.getresponse().status == 200:
                     conn.close()
                     return self
@@ -204,6 +208,41 @@ def reference_server(label: str, root: Path, logs: Path) -> Server:
         f"http:\n  addr: 127.0.0.1:{port}\n"
     )
     return Server(label, ["docker-registry", "serve", str(config)], port, logs / f"{label}.log")
+
+
+def nginx_server(label: str, root: Path, logs: Path, health: str) -> Server:
+    """Debian's nginx serving the folder `root` as static files, in the foreground, with a
+    config of its own beside `root` (pid file and temporary folders there too). As in Debian's
+    nginx.conf: sendfile and tcp_nopush on. As ocinest in the harness: one worker process, no
+    access log. Run as root, its workers stay root, so that they read the scratch folder (mode
+    700); its errors go to its log."""
+    port = free_port()
+    home = root.parent / f"{label}-home"
+    home.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{label}.log"
+    temps = "".join(
+        f"    {kind}_temp_path {home / kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    config = home / "nginx.conf"
+    config.write_text(
+        "daemon off;\n"
+        "worker_processes 1;\n"
+        + ("user root;\n" if os.geteuid() == 0 else "")
+        + f"pid {home / 'nginx.pid'};\n"
+        f"error_log {log_path} warn;\n"
+        "events {\n    worker_connections 1024;\n}\n"
+        "http {\n"
+        "    access_log off;\n"
+        "    sendfile on;\n"
+        "    tcp_nopush on;\n"
+        "    default_type application/octet-stream;\n"
+        f"{temps}"
+        f"    server {{\n        listen 127.0.0.1:{port};\n        root {root};\n    }}\n"
+        "}\n"
+    )
+    argv = ["nginx", "-e", str(log_path), "-p", str(home), "-c", str(config)]
+    return Server(label, argv, port, log_path, health=health)
 
 
 def log_exceptions(servers: Iterable[Server], limit: int = 5) -> list[str]:

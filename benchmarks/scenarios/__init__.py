@@ -18,6 +18,7 @@ from scenarios import (
     manifest_get,
     manifest_put,
     push,
+    rpm,
     scale_out,
     sign,
     tags,
@@ -40,5 +41,6 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "copy": copy.run,
     "sign": sign.run,
     "gc": gc.run,
+    "rpm": rpm.run,
     "scale-out": scale_out.run,
 }
