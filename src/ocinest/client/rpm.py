@@ -40,7 +40,7 @@ from ocinest.oci.nested import (
 )
 
 from .base import BlobSource, Fetched, Progress, ProgressEvent, Repository, Stats, no_progress
-from .copy import Copier
+from .copy import Copier, resolve_mode
 from .errors import BadReference, ClientError, Kind, NotFound
 from .ops import hash_file, open_repository
 from .reference import RemoteRef
@@ -388,12 +388,22 @@ async def _publish(
     root = node_of(parent, Fetched(body, mt.OCI_INDEX, Digest.of(body)))
     root.artifact_type = RPM_REPOSITORY_ARTIFACT_TYPE
     root.children = children
-    async with Copier(
-        mode=mode, concurrency=client.options.concurrency, progress=progress, stats=stats
-    ) as copier:
-        result = await copier.copy(root, parent, ref.tag or "latest")
+    tag = ref.tag or "latest"
+    resolved = await resolve_mode(parent, mode)
+    if resolved == "native":  # the children are in place already: only the index is left
+        await parent.put_manifest(body, mt.OCI_INDEX, tag, root=True)
+        stats.manifests_pushed += 1
+        done = ProgressEvent(
+            "manifest", root.digest, len(body), outcome="pushed", where=parent.display
+        )
+        progress(done)
+    else:  # compat: the Copier also places each child in the parent repository
+        async with Copier(
+            mode=resolved, concurrency=client.options.concurrency, progress=progress, stats=stats
+        ) as copier:
+            await copier.copy(root, parent, tag)
     pinned = ref.with_(tag=None, digest=None).pinned(root.digest)
-    return RpmPushResult(pinned, root.digest, packages, result.stats, result.mode)
+    return RpmPushResult(pinned, root.digest, packages, stats, resolved)
 
 
 async def pull_files(
