@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from abc import ABC, abstractmethod
 from typing import Any
 
 import click
@@ -93,7 +94,7 @@ class TransferBars(Reporter):
             self._progress.remove_task(self._tasks.pop(key))
 
 
-class _Lines(Reporter):
+class _Lines(Reporter, ABC):
     """Events as lines on stderr, with a line of the bytes moved every PERIOD seconds."""
 
     every_blob = False
@@ -126,8 +127,9 @@ class _Lines(Reporter):
                 }
             )
 
+    @abstractmethod
     def line(self, record: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Write one event."""
 
 
 class LogLines(_Lines):

@@ -51,6 +51,13 @@ class ProgressEvent:
     outcome: str = ""
     where: str = ""
 
+    @classmethod
+    def manifest(
+        cls, digest: Digest, size: int, where: str, outcome: str = "pushed"
+    ) -> ProgressEvent:
+        """A manifest placed in `where`."""
+        return cls("manifest", digest, size, outcome=outcome, where=where)
+
 
 Progress = Callable[[ProgressEvent], None]
 

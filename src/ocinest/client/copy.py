@@ -188,9 +188,7 @@ class Copier:
         self._placed(node, target, "pushed")
 
     def _placed(self, node: Node, target: Repository, outcome: str) -> None:
-        self.progress(
-            ProgressEvent("manifest", node.digest, node.size, outcome=outcome, where=target.display)
-        )
+        self.progress(ProgressEvent.manifest(node.digest, node.size, target.display, outcome))
 
     async def _carry_tags(self, node: Node, dst: Repository) -> None:
         """Give the child at `dst` the tags its source repository has for it."""

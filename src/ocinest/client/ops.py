@@ -379,7 +379,7 @@ async def push_files(
         tag = "latest"
     digest = await repo.put_manifest(body, mt.OCI_MANIFEST, tag, root=True)
     stats.manifests_pushed += 1
-    progress(ProgressEvent("manifest", digest, len(body), outcome="pushed", where=repo.display))
+    progress(ProgressEvent.manifest(digest, len(body), repo.display))
     if ref.digest is not None and ref.digest != digest:
         raise ClientError(f"the artifact's digest is {digest}, not {ref.digest}")
     pinned = (

@@ -281,7 +281,7 @@ async def _push_artifact(
     else:
         await repo.put_manifest(body, mt.OCI_MANIFEST, tag)
         stats.manifests_pushed += 1
-        progress(ProgressEvent("manifest", digest, len(body), outcome="pushed", where=repo.display))
+        progress(ProgressEvent.manifest(digest, len(body), repo.display))
     return node_of(repo, Fetched(body, mt.OCI_MANIFEST, digest))
 
 
@@ -393,10 +393,7 @@ async def _publish(
     if resolved == "native":  # the children are in place already: only the index is left
         await parent.put_manifest(body, mt.OCI_INDEX, tag, root=True)
         stats.manifests_pushed += 1
-        done = ProgressEvent(
-            "manifest", root.digest, len(body), outcome="pushed", where=parent.display
-        )
-        progress(done)
+        progress(ProgressEvent.manifest(root.digest, len(body), parent.display))
     else:  # compat: the Copier also places each child in the parent repository
         async with Copier(
             mode=resolved, concurrency=client.options.concurrency, progress=progress, stats=stats

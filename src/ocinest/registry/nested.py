@@ -1,16 +1,18 @@
 """The nested extension's tree endpoint: `GET /v2/<name>/_ocinest/tree/<reference>`.
 
 The whole resolved tree in one request, answered from the metadata store with one query per
-level of the tree. Each distinct manifest is parsed once per request however often the tree
-names it, and the answer is bounded in depth, nodes and bytes: its size is counted while it
-is built, so an answer past `tree_max_bytes` is refused before it is ever made. Parsing and
-serializing run off the event loop, on the registry's one CPU thread (`Registry.cpu`).
+level of the tree. Each distinct manifest is parsed once however often the tree names it, and
+the parse is kept for later requests (`_ParsedCache`). The answer is bounded in depth, nodes
+and bytes: its size is counted while it is built, so an answer past `tree_max_bytes` is
+refused before it is ever made. Parsing and serializing run off the event loop, on the
+registry's one CPU thread (`Registry.cpu`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
@@ -103,26 +105,30 @@ class _ParsedCache:
     """The parsed manifests of recent trees, least recently used first out, bounded by the
     bytes of the manifests they were parsed from. A digest names the same bytes for ever, so
     an entry never goes stale; the repository is in the key because children's repositories
-    are found from it. Only the registry's one CPU thread uses it."""
+    are found from it. Referrer counts change, so they are taken from each request's rows."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.used = 0
         self._entries: OrderedDict[Key, tuple[_Parsed, int]] = OrderedDict()
+        self._lock = threading.Lock()  # one process may hold several registries' CPU threads
 
     def parsed(self, info: ManifestNode) -> _Parsed:
         key = (info.repository, info.digest)
-        entry = self._entries.get(key)
-        if entry is not None:
-            self._entries.move_to_end(key)
-            return replace(entry[0], referrers=info.referrers)
-        parsed = _Parsed.of(info)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                return replace(entry[0], referrers=info.referrers)
+        parsed = _Parsed.of(info)  # outside the lock: the slow part
         cost = len(info.content)
         if cost <= self.budget:
-            self._entries[key] = (parsed, cost)
-            self.used += cost
-            while self.used > self.budget:
-                self.used -= self._entries.popitem(last=False)[1][1]
+            with self._lock:
+                if key not in self._entries:
+                    self._entries[key] = (parsed, cost)
+                    self.used += cost
+                while self.used > self.budget:
+                    self.used -= self._entries.popitem(last=False)[1][1]
         return parsed
 
 
