@@ -181,6 +181,11 @@ def server_log(server: Server) -> str:
     return (server.data.parent / f"server-{server.port}.log").read_text(errors="replace")
 
 
+def log_records(server: Server) -> list[dict[str, Any]]:
+    """The server's log, one JSON object a line (a line that is not one fails the test)."""
+    return [json.loads(line) for line in server_log(server).splitlines() if line.strip()]
+
+
 def wait_until_healthy(client: httpx.Client, timeout: float = 10) -> httpx.Response:
     deadline = time.monotonic() + timeout
     while True:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
+import time
 
 import httpx
 import pytest
 
-from tests.conftest import push_image
+from tests.conftest import Server, push_image
 from tests.integration.ocihttp import (
     allowed,
     assert_api_header,
     assert_error,
     assert_status,
+    log_records,
     unknown_digest,
 )
 
@@ -43,6 +45,30 @@ def test_healthz(client: httpx.Client) -> None:
     r = client.get("/healthz")
     assert_status(r, 200)
     assert r.json() == {"status": "ok"}
+
+
+def test_readyz_reports_each_backend(client: httpx.Client) -> None:
+    r = client.get("/readyz")
+    assert_status(r, 200)
+    assert r.json() == {"status": "ready", "metadata": "ok", "blobs": "ok"}
+
+
+def test_every_log_line_is_json_with_a_timestamp(server: Server, client: httpx.Client) -> None:
+    before = time.time()
+    assert client.get("/v2/").status_code == 200
+    assert client.get("/v2/no/such/manifests/latest").status_code == 404
+    records = log_records(server)
+    # The start line (not an access line), and one access line a request, all stamped.
+    assert any(
+        r["logger"] == "ocinest.registry" and "listening on" in r["message"] for r in records
+    )
+    access = [r for r in records if r["logger"] == "ocinest.access"]
+    assert [(r["method"], r["path"], r["status"]) for r in access[-2:]] == [
+        ("GET", "/v2/", 200),
+        ("GET", "/v2/no/such/manifests/latest", 404),
+    ]
+    assert all(isinstance(r["ts"], float) and r["level"] for r in records)
+    assert before - 60 < records[0]["ts"] <= access[-1]["ts"] <= time.time()
 
 
 def test_metrics_count_requests(client: httpx.Client) -> None:

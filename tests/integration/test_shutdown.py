@@ -17,7 +17,7 @@ import pytest
 
 from tests.authkit import ec_key, write_key
 from tests.conftest import Server, free_port
-from tests.integration.ocihttp import server_log
+from tests.integration.ocihttp import log_records, server_log
 from tests.manifests import sha256
 
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
@@ -123,7 +123,8 @@ def test_stop_cuts_a_stalled_upload_at_the_grace_and_it_resumes(
             log
         )
         if workers > 1:
-            assert re.search(r"^ocinest stopped in [0-9.]+ s \(2 workers\)$", log, re.M), log
+            messages = "\n".join(record["message"] for record in log_records(server))
+            assert re.search(r"^ocinest stopped in [0-9.]+ s \(2 workers\)$", messages, re.M), log
 
         server.start()
         with httpx.Client(base_url=server.url, timeout=10) as c:

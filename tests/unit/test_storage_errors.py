@@ -24,6 +24,7 @@ STORAGE = Path(__file__).parents[2] / "src" / "ocinest" / "storage"
         (se.BlobUnknown("r", "sha256:aa"), 404, ["BLOB_UNKNOWN"]),
         (se.ManifestUnknown("r", "v1", kind="tag"), 404, ["MANIFEST_UNKNOWN"]),
         (se.ManifestReferenced("r/c", "sha256:aa", "r@sha256:bb"), 409, ["DENIED"]),
+        (se.BackendUnavailable("blobs", "S3 did not answer"), 503, ["UNAVAILABLE"]),
         (
             se.ReferencesInvalid(
                 [
@@ -60,8 +61,15 @@ def test_every_storage_error_has_a_mapping() -> None:
             se.BlobUnknown: ("r", "d"),
             se.ManifestUnknown: ("r", "d"),
             se.ManifestReferenced: ("r", "d", "i"),
+            se.BackendUnavailable: ("metadata", "down"),
         }.get(kind, ("u",))
         assert storage_error(kind(*args)).code is not ErrorCode.UNSUPPORTED
+
+
+def test_an_outage_names_the_backend_and_when_to_retry() -> None:
+    oci = storage_error(se.BackendUnavailable("metadata", "no connection within 5 s"))
+    assert oci.headers["Retry-After"].isdigit()
+    assert oci.to_json()["errors"][0]["detail"].startswith("metadata backend unavailable")
 
 
 def test_a_refused_delete_says_why_in_the_message() -> None:

@@ -27,6 +27,8 @@ class ErrorCode(enum.Enum):
     RANGE_INVALID = "RANGE_INVALID"
     # Not in the spec's table; distribution's code, which clients know.
     PAGINATION_NUMBER_INVALID = "PAGINATION_NUMBER_INVALID"
+    # Not in the spec's table either: distribution's code for a backend that cannot be reached.
+    UNAVAILABLE = "UNAVAILABLE"
     # ocinest's nested extension: a tree past the configured depth or node limits.
     TREE_TOO_LARGE = "TREE_TOO_LARGE"
 
@@ -60,6 +62,7 @@ _TABLE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.TOOMANYREQUESTS: (429, "too many requests"),
     ErrorCode.RANGE_INVALID: (416, "invalid content range"),
     ErrorCode.PAGINATION_NUMBER_INVALID: (400, "invalid number of results requested"),
+    ErrorCode.UNAVAILABLE: (503, "service unavailable"),
     ErrorCode.TREE_TOO_LARGE: (413, "nested tree exceeds the registry's limits"),
 }
 

@@ -184,4 +184,5 @@ def create_app(config: Config) -> web.Application:
     app.router.add_route("POST", "/auth/token", token)
     app.router.add_get("/metrics", observability.metrics)
     app.router.add_get("/healthz", observability.health)
+    app.router.add_get("/readyz", observability.ready)
     return app

@@ -4,6 +4,8 @@ chunked PATCH, status, cancel, cross-repository mount)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
 import time
 import uuid
@@ -17,8 +19,10 @@ from ocinest.oci.digest import Digest
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.names import validate_name
 from ocinest.registry.state import Registry, access, registry
-from ocinest.storage.errors import ChunkRefused, UploadOffsetMismatch
+from ocinest.storage.errors import ChunkRefused, UploadComplete, UploadOffsetMismatch
 from ocinest.storage.meta import Upload
+
+log = logging.getLogger("ocinest.registry")
 
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _OFFSET = "[0-9]{1,19}"  # ASCII digits, and few enough for a 64-bit offset
@@ -151,11 +155,31 @@ async def stream_blob(
     if span is not None:
         (start, end), status = span, 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    chunks = reg.blobs.read(digest, start, end)
+    # The store is asked for the first bytes before the status goes out: a store that
+    # cannot serve the blob gets its error answered while one can still be sent.
+    first = await anext(chunks, b"")
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = end - start
     await response.prepare(request)
-    async for chunk in reg.blobs.read(digest, start, end):
-        await response.write(chunk)
+    sent = 0
+    try:
+        if first:
+            await response.write(first)
+            sent = len(first)
+        async for chunk in chunks:
+            await response.write(chunk)
+            sent += len(chunk)
+    except ConnectionError:
+        raise  # the client went away
+    except Exception as exc:
+        # The status is out: an error answer now would land inside the body. The connection
+        # is cut instead, so that the client sees a short read (fewer bytes than
+        # Content-Length) and tries again.
+        log.warning("blob %s broke off after %d of %d bytes: %s", digest, sent, end - start, exc)
+        if request.transport is not None:
+            request.transport.close()
+        return response
     await response.write_eof()
     return response
 
@@ -309,7 +333,10 @@ async def finish_upload(request: web.Request, name: str, upload_id: str) -> web.
         raise OCIError(ErrorCode.DIGEST_INVALID, "the digest query parameter is required")
     digest = Digest.parse(request.query["digest"])
     if request.body_exists:
-        await _append(request, reg, name, upload_id, size)
+        # UploadComplete: a retry of a PUT whose commit failed after the data was closed; the
+        # upload holds all of it (this body too), and the commit below checks its digest.
+        with contextlib.suppress(UploadComplete):
+            await _append(request, reg, name, upload_id, size)
     await _commit(reg, name, upload_id, digest)
     return _created(name, digest)
 

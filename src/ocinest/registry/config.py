@@ -37,6 +37,9 @@ class Config:
     s3_part_size: int = 16 << 20
     # Serve blob GETs as redirects to presigned URLs instead of streaming them.
     s3_redirect: bool = False
+    # The bound, in seconds, on a wait for a PostgreSQL connection and on each attempt of an
+    # S3 call; past it the answer is 503 UNAVAILABLE naming the backend.
+    backend_timeout: float = 5.0
     workers: int = 1
     access_log: bool = True
     log_level: str = "info"
@@ -47,6 +50,9 @@ class Config:
     # expire after upload_ttl; gc_interval > 0 runs GC inside `serve` (seconds).
     gc_grace: float = 3600
     upload_ttl: float = 24 * 3600
+    # Upload data that no session names is crash debris once this old (and past gc_grace):
+    # every upload in flight has a session row, written right after its data.
+    upload_debris_age: float = 600
     gc_interval: float = 0
     gc_delete_untagged: bool = False
     # Bounds of the nested tree endpoint: depth, nodes, and bytes of the serialized answer.
@@ -107,6 +113,8 @@ class Config:
             raise ConfigError(f"storage must be filesystem or s3, not {self.storage!r}")
         if self.storage == "s3" and not self.s3_bucket:
             raise ConfigError("storage: s3 needs s3_bucket")
+        if self.backend_timeout <= 0:
+            raise ConfigError(f"backend_timeout must be positive, got {self.backend_timeout}")
         if self.s3_part_size < 5 << 20:
             raise ConfigError("s3_part_size must be at least 5 MiB (S3's smallest part)")
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -11,6 +11,7 @@ from aiohttp.typedefs import Handler
 from ocinest.oci.digest import DigestError
 from ocinest.oci.errors import ErrorCode, ErrorDetail, OCIError
 from ocinest.storage.errors import (
+    BackendUnavailable,
     BlobUnknown,
     ChunkRefused,
     DigestMismatch,
@@ -34,6 +35,8 @@ _HTTP_CODES = {
     416: ErrorCode.RANGE_INVALID,
     429: ErrorCode.TOOMANYREQUESTS,
 }
+# Seconds a client is asked to wait before trying again while a backend is unavailable.
+RETRY_AFTER = 5
 
 
 def storage_error(exc: StorageError) -> OCIError:
@@ -57,6 +60,8 @@ def storage_error(exc: StorageError) -> OCIError:
     if isinstance(exc, ManifestReferenced):
         # The reason goes in `message` too: stock clients print code and message.
         return OCIError.many([ErrorDetail(ErrorCode.DENIED, str(exc), str(exc))], status=409)
+    if isinstance(exc, BackendUnavailable):
+        return OCIError(ErrorCode.UNAVAILABLE, str(exc), headers={"Retry-After": str(RETRY_AFTER)})
     if isinstance(exc, UploadOffsetMismatch):
         return OCIError(ErrorCode.RANGE_INVALID, str(exc))
     return OCIError(_STORAGE_CODES[type(exc)], str(exc))
@@ -101,6 +106,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except OCIError as err:
         return error_response(request, err)
+    except BackendUnavailable as err:
+        log.warning("%s %s: %s", request.method, request.path, err)
+        return error_response(request, storage_error(err))
     except StorageError as err:
         return error_response(request, storage_error(err))
     except DigestError as err:

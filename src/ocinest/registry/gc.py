@@ -25,9 +25,6 @@ from ocinest.registry.state import Registry
 T = TypeVar("T")
 log = logging.getLogger("ocinest.gc")
 BATCH = 500
-# Upload data with no session row is crash debris once it is this old, whatever the grace
-# window: every upload in flight has a row, made right after its data (one metadata write).
-DEBRIS_AGE = 600.0
 
 
 @dataclass
@@ -110,7 +107,7 @@ async def collect(
         report.uploads.append(upload.id)
     # Data of sessions with no record (left by a crash between writing data and its row, or
     # between ending a session and dropping its data).
-    for upload_id in blobs.stale_uploads(now - max(grace, DEBRIS_AGE)):
+    for upload_id in blobs.stale_uploads(now - max(grace, reg.config.upload_debris_age)):
         if await meta.get_upload(upload_id) is None:
             await blobs.abort(upload_id)
             report.uploads.append(upload_id)

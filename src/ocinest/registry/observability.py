@@ -1,10 +1,10 @@
-"""Prometheus metrics, structured (JSON) access logs and the health endpoint."""
+"""Prometheus metrics, structured (JSON) logs and the liveness and readiness endpoints."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import time
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -30,24 +30,41 @@ def observe(request: web.Request, status: int, seconds: float) -> None:
     LATENCY.labels(route).observe(seconds)
 
 
+FIELDS = "fields"  # the `extra` key of a log record's structured fields
+
+
+class JSONFormatter(logging.Formatter):
+    """Every log line one JSON object: time (`ts`, Unix seconds), level, logger, message,
+    the record's structured fields, and the traceback of an exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            **getattr(record, FIELDS, {}),
+        }
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
 class JSONAccessLogger(AbstractAccessLogger):
-    """One JSON object a request on the `ocinest.access` logger."""
+    """One line a request on the `ocinest.access` logger, its fields structured."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
-        self.logger.info(
-            json.dumps(
-                {
-                    "ts": round(time.time(), 3),
-                    "remote": request.remote,
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status,
-                    "bytes": response.body_length,
-                    "ms": round(time_ * 1000, 2),
-                    "ua": request.headers.get("User-Agent", ""),
-                }
-            )
-        )
+        fields = {
+            "remote": request.remote,
+            "method": request.method,
+            "path": request.path,
+            "status": response.status,
+            "bytes": response.body_length,
+            "ms": round(time_ * 1000, 2),
+            "ua": request.headers.get("User-Agent", ""),
+        }
+        message = f"{request.method} {request.path} {response.status}"
+        self.logger.info(message, extra={FIELDS: fields})
 
     @property
     def enabled(self) -> bool:
@@ -59,6 +76,20 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """Healthy when the metadata store answers."""
-    await registry(request).meta.list_repositories(1, None)
+    """Liveness: the process answers. It never waits on a backend, so that an orchestrator
+    does not restart a registry for its database's outage."""
     return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: 200 when both backends answer, else 503 saying which does not (each is
+    asked at once, each within the backend timeout)."""
+    reg = registry(request)
+    checks = {"metadata": reg.meta.ping(), "blobs": reg.blobs.ping()}
+    results = await asyncio.gather(*checks.values(), return_exceptions=True)
+    answer: dict[str, object] = {}
+    for backend, result in zip(checks, results, strict=True):
+        answer[backend] = "ok" if result is None else f"unavailable: {result}"
+    ok = all(result is None for result in results)
+    answer = {"status": "ready" if ok else "unavailable", **answer}
+    return web.json_response(answer, status=200 if ok else 503)

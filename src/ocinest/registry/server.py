@@ -16,6 +16,7 @@ from aiohttp import web
 from ocinest.registry.app import create_app
 from ocinest.registry.auth import Auth
 from ocinest.registry.config import Config, ConfigError
+from ocinest.registry.observability import JSONFormatter
 from ocinest.registry.policy import PolicyError
 from ocinest.registry.protocol import Runner
 from ocinest.registry.state import Registry
@@ -24,7 +25,9 @@ log = logging.getLogger("ocinest.registry")
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JSONFormatter())
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def _tls(config: Config) -> ssl.SSLContext | None:

@@ -47,7 +47,7 @@ class Registry:
         meta: MetaStore
         if config.metadata == "postgres":
             assert config.postgres_dsn is not None
-            meta = PostgresMetaStore(config.postgres_dsn)
+            meta = PostgresMetaStore(config.postgres_dsn, timeout=config.backend_timeout)
         else:
             meta = SQLiteMetaStore(data / "meta.db")
         blobs: BlobStore
@@ -62,6 +62,7 @@ class Registry:
                 prefix=config.s3_prefix,
                 part_size=config.s3_part_size,
                 redirect=config.s3_redirect,
+                timeout=config.backend_timeout,
             )
         else:
             blobs = FilesystemBlobStore(data)
@@ -74,9 +75,7 @@ class Registry:
 
 
 def _missing_extra(setting: str, extra: str, exc: ImportError) -> ConfigError:
-    return ConfigError(
-        f"{setting} needs the {extra} extra: pip install 'ocinest[{extra}]' ({exc})"
-    )
+    return ConfigError(f"{setting} needs the {extra} extra: pip install 'ocinest[{extra}]' ({exc})")
 
 
 REGISTRY = web.AppKey("registry", Registry)

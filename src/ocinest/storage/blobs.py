@@ -19,6 +19,9 @@ class BlobStore(Protocol):
     def close(self) -> None:
         """Release threads and handles."""
 
+    async def ping(self) -> None:
+        """Return once the store can be read and written; `BackendUnavailable` otherwise."""
+
     def local_path(self, digest: Digest) -> Path | None:
         """A file holding the blob, for zero-copy serving, when the store is local."""
 

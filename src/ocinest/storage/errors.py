@@ -93,6 +93,17 @@ class ManifestReferenced(StorageError):
         self.index = index
 
 
+class BackendUnavailable(StorageError):
+    """A backend cannot be reached, or did not answer within the configured bound.
+
+    `backend` names which: `metadata` (the MetaStore's database) or `blobs` (the BlobStore).
+    Nothing acknowledged is lost; the operation may be tried again later."""
+
+    def __init__(self, backend: str, detail: str) -> None:
+        super().__init__(f"{backend} backend unavailable: {detail}")
+        self.backend = backend
+
+
 @dataclass(frozen=True)
 class ReferenceProblem:
     """One reference of a manifest that cannot be stored: its target is missing, or is not

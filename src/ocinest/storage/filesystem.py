@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from ocinest.oci.digest import CANONICAL, Digest, Hasher, new_hasher
 from ocinest.storage.errors import (
+    BackendUnavailable,
     ChunkRefused,
     DigestMismatch,
     UploadOffsetMismatch,
@@ -61,6 +62,11 @@ class FilesystemBlobStore:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        for folder in (self._blobs, self._uploads):
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise BackendUnavailable("blobs", f"{folder} is missing or cannot be written")
 
     def _blob_path(self, digest: Digest) -> Path:
         return self._blobs / digest.algorithm / digest.encoded[:2] / digest.encoded

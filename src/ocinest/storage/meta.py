@@ -64,6 +64,9 @@ class MetaStore(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ping(self) -> None:
+        """Return once the store answers; `BackendUnavailable` when it cannot be reached."""
+
     # Blobs: a blob is visible in a repository only once pushed or mounted there.
     async def blob_size(self, repository: str, digest: Digest) -> int | None:
         """The blob's size when it is visible in `repository`: linked there, referenced by

@@ -3,24 +3,28 @@
 Writes are SERIALIZABLE transactions, retried on a serialization failure, so the checks the
 MetaStore makes inside them (references present, a child not referenced, a blob still
 unreferenced) hold against every concurrent writer in every process. Statements run in a
-small thread pool over a psycopg connection pool.
+small thread pool over a psycopg connection pool. When the database is down or restarts, calls
+fail within a bound with `BackendUnavailable`, and recover by themselves once it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ocinest.storage.database import SCHEMA, Connection, Cursor, migration
+from ocinest.storage.errors import BackendUnavailable
 from ocinest.storage.sql import SQLMetaStore
 
 T = TypeVar("T")
@@ -33,6 +37,7 @@ TYPES = {
 # Conflicts that a fresh attempt of the same transaction resolves.
 RETRYABLE = (errors.SerializationFailure, errors.DeadlockDetected, errors.UniqueViolation)
 ATTEMPTS = 30
+SHUTDOWN = ("57P01", "57P02", "57P03")  # admin shutdown, crash shutdown, cannot connect now
 MIGRATION_LOCK = 0x6F63696E  # an advisory lock id: one process migrates at a time
 
 
@@ -57,15 +62,34 @@ class _Connection:
 
 
 class PostgresDatabase:
-    def __init__(self, dsn: str, pool_size: int = 8) -> None:
+    """The shared SQL run on PostgreSQL, every wait bounded by `timeout`.
+
+    A call waits at most `timeout` seconds, counted from when it is made, for a pooled
+    connection; past that (the database down or every connection busy) it raises
+    `BackendUnavailable` at once rather than queueing. A connection found lost (the server
+    restarted: each idle pooled connection is then dead) is replaced and the call tried again
+    on a fresh one, within the same bound, unless a write's commit was already sent: its
+    outcome is unknown, and the caller is told so (the client retries the request)."""
+
+    def __init__(self, dsn: str, pool_size: int = 8, timeout: float = 5.0) -> None:
+        self._timeout = timeout
         self._pool = ConnectionPool(
-            dsn, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=True
+            dsn,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True, "connect_timeout": max(2, math.ceil(timeout))},
+            # A failed reconnection is given up after one bound, so that the next request
+            # starts a fresh attempt at once: the pool's own backoff would otherwise keep it
+            # away for minutes after a long outage.
+            reconnect_timeout=timeout,
+            open=True,
         )
         self._threads = ThreadPoolExecutor(pool_size, thread_name_prefix="ocinest-pg")
         self._migrate()
 
     def _migrate(self) -> None:
-        with self._pool.connection() as conn, conn.transaction():
+        # At start, PostgreSQL gets longer than a request's bound to come up.
+        with self._pool.connection(timeout=max(30.0, self._timeout)) as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = conn.execute("SELECT version FROM schema_version").fetchone()
@@ -76,48 +100,89 @@ class PostgresDatabase:
             conn.execute("DELETE FROM schema_version")
             conn.execute("INSERT INTO schema_version VALUES (%s)", (len(SCHEMA),))
 
-    def _run(self, fn: Callable[[], T]) -> asyncio.Future[T]:
-        return asyncio.get_running_loop().run_in_executor(self._threads, fn)
+    def _call(
+        self, body: Callable[[psycopg.Connection[Any]], T], isolation: str = ""
+    ) -> asyncio.Future[T]:
+        """Run `body` in the pool's threads, in a transaction of `isolation` when given."""
+        deadline = time.monotonic() + self._timeout
+
+        def run() -> T:
+            conflicts = 0
+            while True:
+                conn = None
+                committing = False
+                try:
+                    with self._connection(deadline) as conn:
+                        if not isolation:
+                            return body(conn)
+                        with conn.transaction():
+                            conn.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+                            result = body(conn)
+                            committing = True
+                        return result
+                except RETRYABLE:
+                    conflicts += 1
+                    if conflicts == ATTEMPTS:
+                        raise
+                    time.sleep(random.uniform(0, 0.002 * 2 ** min(conflicts, 8)))
+                except psycopg.Error as exc:
+                    if conn is None or not _lost(exc, conn):
+                        raise
+                    if committing:
+                        raise BackendUnavailable(
+                            "metadata",
+                            f"the connection to PostgreSQL was lost while committing ({exc}); "
+                            "the outcome is unknown, retry the request",
+                        ) from None
+                    if time.monotonic() >= deadline:
+                        raise BackendUnavailable(
+                            "metadata", f"lost the connection to PostgreSQL: {exc}"
+                        ) from None
+                    self._pool.check()  # the other idle connections died with this one
+
+        return asyncio.get_running_loop().run_in_executor(self._threads, run)
+
+    @contextlib.contextmanager
+    def _connection(self, deadline: float) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            # (A deadline already past raises at once, even with connections idle.)
+            conn = self._pool.getconn(timeout=deadline - time.monotonic())
+        except PoolTimeout:
+            raise BackendUnavailable(
+                "metadata", f"no connection to PostgreSQL within {self._timeout:g} s"
+            ) from None
+        try:
+            yield conn
+        finally:
+            self._pool.putconn(conn)
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
-        def run() -> T:
-            with self._pool.connection() as conn:
-                return fn(_Connection(conn))
-
-        return await self._run(run)
+        return await self._call(lambda conn: fn(_Connection(conn)))
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
-        def run() -> T:
-            for attempt in range(ATTEMPTS):
-                try:
-                    with self._pool.connection() as conn, conn.transaction():
-                        conn.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
-                        # Index lookups take fine-grained predicate locks; a sequential scan
-                        # of a small table would lock all of it and make every concurrent
-                        # writer conflict.
-                        conn.execute("SET LOCAL enable_seqscan = off")
-                        return fn(_Connection(conn))
-                except RETRYABLE:
-                    if attempt == ATTEMPTS - 1:
-                        raise
-                    time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 8)))
-            raise AssertionError("unreachable")
+        def body(conn: psycopg.Connection[Any]) -> T:
+            # Index lookups take fine-grained predicate locks; a sequential scan of a small
+            # table would lock all of it and make every concurrent writer conflict.
+            conn.execute("SET LOCAL enable_seqscan = off")
+            return fn(_Connection(conn))
 
-        return await self._run(run)
+        return await self._call(body, "SERIALIZABLE")
 
     async def snapshot(self, fn: Callable[[Connection], T]) -> T:
-        def run() -> T:
-            with self._pool.connection() as conn, conn.transaction():
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                return fn(_Connection(conn))
-
-        return await self._run(run)
+        return await self._call(lambda conn: fn(_Connection(conn)), "REPEATABLE READ, READ ONLY")
 
     async def close(self) -> None:
         self._threads.shutdown(wait=True)
         self._pool.close()
 
 
+def _lost(exc: psycopg.Error, conn: psycopg.Connection[Any]) -> bool:
+    """Whether `exc` means the connection is gone (not that the statement failed)."""
+    state = exc.sqlstate or ""
+    # 08: connection exceptions; 57P01-57P03: the server shutting down or starting up.
+    return conn.closed or conn.broken or state.startswith("08") or state in SHUTDOWN
+
+
 class PostgresMetaStore(SQLMetaStore):
-    def __init__(self, dsn: str) -> None:
-        super().__init__(PostgresDatabase(dsn))
+    def __init__(self, dsn: str, timeout: float = 5.0) -> None:
+        super().__init__(PostgresDatabase(dsn, timeout=timeout))

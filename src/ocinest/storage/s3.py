@@ -27,10 +27,12 @@ from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import ConnectionError as S3ConnectionError
 
 from ocinest.oci.digest import CANONICAL, Digest, Hasher, new_hasher
 from ocinest.storage.errors import (
+    BackendUnavailable,
     DigestMismatch,
     UploadBusy,
     UploadOffsetMismatch,
@@ -42,6 +44,27 @@ T = TypeVar("T")
 MIN_PART = 5 << 20  # S3's smallest part but the last
 READ_CHUNK = 1 << 20
 MAX_COPY = 5 << 30  # S3's largest part copied server-side
+
+
+# Faults of the service, not answers about the request: it cannot be reached, stopped
+# answering within the timeout, or broke a response off.
+_FAULTS = (S3ConnectionError, HTTPClientError, IncompleteReadError)
+
+
+@contextlib.contextmanager
+def _unavailable() -> Iterator[None]:
+    """S3's faults as `BackendUnavailable`: the service unreachable, too slow, or failing on
+    its side (a 5xx answer, once botocore's retry is spent)."""
+    try:
+        yield
+    except _FAULTS as exc:
+        raise BackendUnavailable("blobs", f"S3 did not answer: {exc}") from None
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if status < 500:
+            raise
+        code = exc.response.get("Error", {}).get("Code", "")
+        raise BackendUnavailable("blobs", f"S3 answered {status} {code}".rstrip()) from None
 
 
 class S3BlobStore:
@@ -58,19 +81,27 @@ class S3BlobStore:
         redirect: bool = False,
         threads: int = 16,
         lease: float = LEASE,
+        timeout: float = 5.0,
     ) -> None:
-        self._s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name=region or "us-east-1",
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-            config=BotoConfig(
-                s3={"addressing_style": "path"},
-                max_pool_connections=threads,
-                retries={"max_attempts": 5, "mode": "standard"},
-            ),
-        )
+        def client(timeout: float) -> Any:
+            return boto3.client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name=region or "us-east-1",
+                aws_access_key_id=access_key,
+                aws_secret_access_key=secret_key,
+                config=BotoConfig(
+                    s3={"addressing_style": "path"},
+                    max_pool_connections=threads,
+                    # Every attempt waits `timeout` at most, to connect and for each read;
+                    # one retry, so that an outage is reported within a bound.
+                    connect_timeout=timeout,
+                    read_timeout=timeout,
+                    retries={"total_max_attempts": 2, "mode": "standard"},
+                ),
+            )
+
+        self._s3 = client(timeout)
         self._bucket = bucket
         self._prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self._part_size = max(part_size, MIN_PART)
@@ -78,16 +109,22 @@ class S3BlobStore:
         self._states = UploadStates(self._s3, bucket, self._prefix, lease)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="ocinest-s3")
         self._hashers: dict[str, tuple[Hasher, int]] = {}
+        # At start, S3 gets longer than a request's bound (making a bucket may take a while).
+        setup = client(max(30.0, timeout))
         try:
-            self._s3.head_bucket(Bucket=bucket)
+            setup.head_bucket(Bucket=bucket)
         except ClientError:
-            self._s3.create_bucket(Bucket=bucket)
+            setup.create_bucket(Bucket=bucket)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
     def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
-        return asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+        def call() -> T:
+            with _unavailable():
+                return fn(*args, **kwargs)
+
+        return asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     def _blob_key(self, digest: Digest) -> str:
         return f"{self._prefix}blobs/{digest.algorithm}/{digest.encoded[:2]}/{digest.encoded}"
@@ -112,6 +149,9 @@ class S3BlobStore:
                     raise UploadOffsetMismatch(held.size) from None
 
     # BlobStore
+
+    async def ping(self) -> None:
+        await self._run(self._s3.head_bucket, Bucket=self._bucket)
 
     def local_path(self, digest: Digest) -> Path | None:
         return None
@@ -357,30 +397,37 @@ class S3BlobStore:
         # A server-side copy, not a move: should the metadata transaction around it not
         # commit, the upload keeps its data.
         try:
-            self._s3.copy(
-                {"Bucket": self._bucket, "Key": self._states.key(upload_id, "data")},
-                self._bucket,
-                self._blob_key(digest),
-            )
+            with _unavailable():
+                self._s3.copy(
+                    {"Bucket": self._bucket, "Key": self._states.key(upload_id, "data")},
+                    self._bucket,
+                    self._blob_key(digest),
+                )
         except ClientError as exc:
             if missing(exc):
                 raise UploadUnknown(upload_id) from None
             raise
 
     def delete(self, digest: Digest) -> None:
-        self._s3.delete_object(Bucket=self._bucket, Key=self._blob_key(digest))
+        with _unavailable():
+            self._s3.delete_object(Bucket=self._bucket, Key=self._blob_key(digest))
 
     async def abort(self, upload_id: str) -> None:
         self._hashers.pop(upload_id, None)
 
         def drop() -> None:
             state = self._states.load(upload_id)
-            if state is not None and not state.completed:
+            if state is None:
+                # Debris: whatever multipart uploads a writer that died left on its keys.
+                multiparts = [(m["Key"], m["UploadId"]) for m in self._multiparts(upload_id)]
+            elif not state.completed:
+                multiparts = [(self._states.key(upload_id, "data"), state.multipart)]
+            else:
+                multiparts = []
+            for key, multipart in multiparts:
                 try:
                     self._s3.abort_multipart_upload(
-                        Bucket=self._bucket,
-                        Key=self._states.key(upload_id, "data"),
-                        UploadId=state.multipart,
+                        Bucket=self._bucket, Key=key, UploadId=multipart
                     )
                 except ClientError as exc:
                     if not missing(exc):
@@ -396,8 +443,19 @@ class S3BlobStore:
         pages = self._s3.get_paginator("list_objects_v2").paginate(
             Bucket=self._bucket, Prefix=self._prefix + prefix
         )
-        for page in pages:
-            yield from page.get("Contents", [])
+        with _unavailable():
+            for page in pages:
+                yield from page.get("Contents", [])
+
+    def _multiparts(self, upload_id: str = "") -> Iterator[dict[str, Any]]:
+        """The multipart uploads under the keys of one upload session, or of all."""
+        prefix = f"{self._prefix}uploads/{upload_id}/" if upload_id else f"{self._prefix}uploads/"
+        pages = self._s3.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self._bucket, Prefix=prefix
+        )
+        with _unavailable():
+            for page in pages:
+                yield from page.get("Uploads", [])
 
     def scan(self) -> Iterator[tuple[str, int, float]]:
         for obj in self._list("blobs/"):
@@ -405,8 +463,19 @@ class S3BlobStore:
             yield f"{algorithm}:{encoded}", int(obj["Size"]), obj["LastModified"].timestamp()
 
     def stale_uploads(self, before: float) -> list[str]:
-        return [
-            obj["Key"][len(self._prefix) :].split("/")[1]
-            for obj in self._list("uploads/")
-            if obj["Key"].endswith("/state") and obj["LastModified"].timestamp() < before
-        ]
+        # A session is its state object; what lies under its keys without one (a writer died
+        # before writing it, or while dropping the session) is stale once all of it is old.
+        named: dict[str, float] = {}
+        unnamed: dict[str, float] = {}
+        for obj in self._list("uploads/"):
+            upload_id, _, rest = obj["Key"][len(self._prefix) + len("uploads/") :].partition("/")
+            into = named if rest == "state" else unnamed
+            into[upload_id] = max(into.get(upload_id, 0.0), obj["LastModified"].timestamp())
+        for multipart in self._multiparts():
+            upload_id = multipart["Key"][len(self._prefix) + len("uploads/") :].partition("/")[0]
+            unnamed[upload_id] = max(
+                unnamed.get(upload_id, 0.0), multipart["Initiated"].timestamp()
+            )
+        stale = {u for u, mtime in named.items() if mtime < before}
+        stale |= {u for u, mtime in unnamed.items() if u not in named and mtime < before}
+        return sorted(stale)

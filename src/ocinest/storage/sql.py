@@ -92,6 +92,9 @@ class SQLMetaStore(GCQueries):
     async def close(self) -> None:
         await self._db.close()
 
+    async def ping(self) -> None:
+        await self._db.read(lambda c: c.execute("SELECT 1").fetchone())
+
     # Blobs
 
     async def blob_size(self, repository: str, digest: Digest) -> int | None:
