@@ -14,8 +14,8 @@ Three trees, each built once per module and pushed to both registries:
 
 Each cell runs one consumer command and classifies what came out: the node it read or wrote
 (`Got`), the files it wrote (`Files`), or its failure (`Fails`, with the tool's message). The
-EXPECTED table is what the installed tools do (skopeo 1.9.3, podman 4.3.1, umoci 0.4.7,
-oras-py 0.2.43, buildah 1.28.2); compat mode reads the same as native mode to every one of
+EXPECTED table is what the installed tools do (docs/consumers.md names their versions, and
+the last test checks it does); compat mode reads the same as native mode to every one of
 them."""
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ IMAGES = {
     "app-arm64": "arm64",
 }
 REGISTRIES = ("ocinest", "distribution")
+# One worker runs the whole matrix, so that the images and registries are built once.
+pytestmark = pytest.mark.xdist_group("consumer-matrix")
 
 
 def ocinest(*args: str) -> str:
@@ -107,6 +109,7 @@ class Tree:
     repo: str  # the parent's repository
     digest: str
     child: str  # the name of the child read through the parent
+    child_repo: str  # where that child lives
 
 
 @dataclass
@@ -125,9 +128,11 @@ class Target:
 
     def ref(self, tree: Tree, node: str | None = None) -> str:
         """The parent, or (`node`) a node read through the parent by digest: "child" is the
-        tree's child, any other name that node."""
+        tree's child, "own" that child at its own repository, any other name that node."""
         if node is None:
             return f"{self.host}/{tree.repo}@{tree.digest}"
+        if node == "own":
+            return f"{self.host}/{tree.child_repo}@{self.digest(tree.child)}"
         return f"{self.host}/{tree.repo}@{self.digest(tree.child if node == 'child' else node)}"
 
 
@@ -202,15 +207,14 @@ def push_trees(kind: str, host: str, skopeo: Skopeo, built: Layout, work: Path) 
         return ocinest("index", "create", *args).split("@", 1)[1]
 
     app2, app3 = refs[1].split("@")[1], refs[2].split("@")[1]
+    ko = pin(f"{host}/ko-build:build-1", "--children-from", str(refs_file))
+    images = pin(f"{host}/ko-build:images", f"app3=@{app3}", f"app2=@{app2}")
+    platforms = pin(f"{host}/multi/app:v1", "amd64=:build-1", "arm64=:build-1", "--platforms")
     trees = {
-        "ko": Tree("ko", "ko-build", pin(f"{host}/ko-build:build-1", "--children-from",
-                                           str(refs_file)), "app1"),
-        "images": Tree("images", "ko-build", pin(f"{host}/ko-build:images", f"app3=@{app3}",
-                                                   f"app2=@{app2}"), "app3"),
-        "platforms": Tree("platforms", "multi/app", pin(f"{host}/multi/app:v1",
-                                                          "amd64=:build-1", "arm64=:build-1",
-                                                          "--platforms"), "app-arm64"),
-    }  # fmt: skip
+        "ko": Tree("ko", "ko-build", ko, "app1", "ko-build/app1"),
+        "images": Tree("images", "ko-build", images, "app3", "ko-build/app3"),
+        "platforms": Tree("platforms", "multi/app", platforms, "app-arm64", "multi/app/arm64"),
+    }
     names = {built.descriptor(n)["digest"]: n for n in [*IMAGES, "app1"]}
     names |= {sbom: "sbom"} | {t.digest: t.name for t in trees.values()}
     configs = {}
@@ -367,6 +371,8 @@ def oras_pull(node: str | None) -> Callable[[Tools, Target, Tree], Outcome]:
 def ocinest_pull(t: Tools, target: Target, tree: Tree) -> Outcome:
     out = Layout(t.folder("pulled", target.kind, tree.name))
     ocinest("pull", target.ref(tree), "-o", str(out.path), "--tag", "x")
+    raw = t.skopeo("inspect", "--raw", f"oci:{out.path}:x").stdout
+    assert sha256(raw.encode()) == tree.digest
     return copied(target, out, "x")
 
 
@@ -405,10 +411,12 @@ OPS: dict[str, Callable[[Tools, Target, Tree], Outcome]] = {
     "skopeo copy P": skopeo_copy(),
     "skopeo copy --all P": skopeo_copy("--all"),
     "skopeo copy --all P@child": skopeo_copy("--all", node="child"),
+    "skopeo copy --all P/c@child": skopeo_copy("--all", node="own"),
     "skopeo copy P@sbom": skopeo_copy(node="sbom"),
     "podman pull P (amd64)": podman_pull("amd64"),
     "podman pull P (arm64)": podman_pull("arm64"),
     "podman pull P@child (arm64)": podman_pull("arm64", "child"),
+    "podman pull P/c@child (arm64)": podman_pull("arm64", "own"),
     "podman pull P@sbom": podman_pull("amd64", "sbom"),
     "oras-py get_manifest P": oras_get_manifest,
     "oras-py pull P": oras_pull(None),
@@ -425,9 +433,11 @@ EXPECTED: dict[tuple[str, str], Outcome] = {
     ("ko", "skopeo copy P"): Fails(LIST),
     ("ko", "skopeo copy --all P"): Fails(f"copying image 1/4 from manifest list: {LIST}"),
     ("ko", "skopeo copy --all P@child"): Got("app1"),
+    ("ko", "skopeo copy --all P/c@child"): Got("app1"),
     ("ko", "podman pull P (amd64)"): Fails(LIST),
     ("ko", "podman pull P (arm64)"): Fails(LIST),
     ("ko", "podman pull P@child (arm64)"): Got("app1-arm64"),
+    ("ko", "podman pull P/c@child (arm64)"): Got("app1-arm64"),
     ("ko", "skopeo copy P@sbom"): Got("sbom"),
     ("ko", "podman pull P@sbom"): Fails("unsupported image-specific operation on artifact"),
     ("ko", "oras-py get_manifest P"): Got("ko"),
@@ -442,9 +452,11 @@ EXPECTED: dict[tuple[str, str], Outcome] = {
     ("images", "skopeo copy P"): Got("app3"),
     ("images", "skopeo copy --all P"): Got("images"),
     ("images", "skopeo copy --all P@child"): Got("app3"),
+    ("images", "skopeo copy --all P/c@child"): Got("app3"),
     ("images", "podman pull P (amd64)"): Got("app3", MISMATCH),
     ("images", "podman pull P (arm64)"): Got("app3", MISMATCH),
     ("images", "podman pull P@child (arm64)"): Got("app3", MISMATCH),
+    ("images", "podman pull P/c@child (arm64)"): Got("app3", MISMATCH),
     ("images", "oras-py get_manifest P"): Got("images"),
     ("images", "oras-py pull P"): Files(()),
     ("images", "umoci unpack P"): Fails(AMBIGUOUS),
@@ -456,9 +468,11 @@ EXPECTED: dict[tuple[str, str], Outcome] = {
     ("platforms", "skopeo copy P"): Got("app-amd64"),
     ("platforms", "skopeo copy --all P"): Got("platforms"),
     ("platforms", "skopeo copy --all P@child"): Got("app-arm64"),
+    ("platforms", "skopeo copy --all P/c@child"): Got("app-arm64"),
     ("platforms", "podman pull P (amd64)"): Got("app-amd64"),
     ("platforms", "podman pull P (arm64)"): Got("app-arm64"),
     ("platforms", "podman pull P@child (arm64)"): Got("app-arm64"),
+    ("platforms", "podman pull P/c@child (arm64)"): Got("app-arm64"),
     ("platforms", "oras-py get_manifest P"): Got("platforms"),
     ("platforms", "oras-py pull P"): Files(()),
     ("platforms", "umoci unpack P"): Fails(AMBIGUOUS),
@@ -499,3 +513,19 @@ def test_parent_shapes_and_digests(targets: dict[str, Target]) -> None:
         assert [
             (target.names[m["digest"]], m["platform"]["architecture"]) for m in doc["manifests"]
         ] == [("app-amd64", "amd64"), ("app-arm64", "arm64")]
+
+
+def test_docs_name_the_versions_observed() -> None:
+    """docs/consumers.md gives the matrix for the installed versions; a new version of any
+    tool fails here until the matrix is checked against it and the docs name it."""
+    docs = (Path(__file__).parents[2] / "docs" / "consumers.md").read_text()
+    versions = {
+        "skopeo": run(["skopeo", "--version"]).stdout.split()[2],
+        "podman": run(["podman", "--version"]).stdout.split()[2],
+        "umoci": run(["umoci", "--version"]).stdout.split()[2].split("+")[0],
+        "buildah": run(["buildah", "--version"]).stdout.split()[2],
+        "oras-py": oras.__version__,
+        "docker-registry": run(["docker-registry", "--version"]).stdout.split()[2].split("+")[0],
+    }
+    for tool, version in versions.items():
+        assert f"{tool} {version}" in docs, (tool, version)
