@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,6 +155,40 @@ class Podman:
         out = self("images", "--all", "--noheading", "--no-trunc", "--format", "{{.ID}}").stdout
         # Full image IDs (the config digests' hex), without podman's "sha256:" prefix.
         return [line.removeprefix("sha256:") for line in out.split() if line]
+
+
+def new_skopeo(folder: Path) -> Skopeo:
+    """skopeo with its private configuration in `folder`."""
+    require("skopeo")
+    conf = folder / "containers"
+    env = write_container_configs(conf)
+    return Skopeo(env, conf / "policy.json", Path(env["TMPDIR"]))
+
+
+@contextmanager
+def new_podman(folder: Path) -> Iterator[Podman]:
+    """podman with its private configuration and storage in `folder`; its images are removed
+    at the end."""
+    require("podman")
+    conf = folder / "containers"
+    env = write_container_configs(conf)
+    base = folder / "podman"
+    (base / "root").mkdir(parents=True)
+    # A folder of our own in /tmp, for what needs a short or plain path (the test's folder
+    # has neither under every --basetemp): podman's run folder, whose path may not exceed
+    # 50 characters, and the OCI layouts that `podman pull oci:PATH` reads, since podman
+    # names the image localhost/PATH, which must be a valid lowercase reference.
+    run_base = Path("/tmp") / f"ocinest-pm-{secrets.token_hex(4)}"
+    run_base.mkdir()
+    try:
+        for sub in ("runroot", "tmpdir", "layouts"):
+            (run_base / sub).mkdir()
+        p = Podman(env, conf / "policy.json", base, run_base)
+        yield p
+        # Remove the images, so that nothing of this test stays in podman's store.
+        p("rmi", "--all", "--force", check=False)
+    finally:
+        shutil.rmtree(run_base, ignore_errors=True)
 
 
 def registry_ref(host: str, repo: str, ref: str) -> str:
