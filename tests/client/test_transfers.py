@@ -1,6 +1,6 @@
 """What goes over the wire: a copy of a 100-child tree moves every blob once and a second copy
-none (counted by real proxies in front of both registries); chunked uploads; the bound on
-parallel uploads; progress callbacks."""
+none (counted by real proxies in front of both registries); into ocinest, no per-manifest
+existence checks; chunked uploads; the bound on parallel uploads; progress callbacks."""
 
 from __future__ import annotations
 
@@ -86,6 +86,49 @@ def test_copy_of_100_children_moves_each_blob_once_and_then_none(
     c042 = json.loads(r.content)["manifests"][42]["digest"]
     assert get_manifest(distribution.url, "mirror/tree/c042", c042).status_code == 200
     assert get_manifest(distribution.url, "mirror/tree", c042).status_code == 200  # compat
+
+
+def test_copy_into_ocinest_asks_nothing_per_manifest_and_a_second_copy_sends_nothing(
+    server: Server, client: httpx.Client, second_server: Server
+) -> None:
+    root, blobs = hundred_children(client, "big/tree")
+    with CountingProxy(second_server.url) as dst:
+
+        def run_copy(target: str) -> Any:
+            async def go() -> Any:
+                async with Client(Options()) as c:
+                    return await copy(
+                        c,
+                        parse_reference(f"{server.host}/big/tree:v1"),
+                        parse_reference(f"{dst.host}/{target}"),
+                    )
+
+            return arun(go())
+
+        first = run_copy("mirror/tree")
+        assert str(first.digest) == root and first.mode == "native"
+        # A fresh destination: no HEAD at all (each would answer 404); the tree endpoint said
+        # what it holds (nothing), and the mounts answered for the blobs.
+        assert dst.counts.requests["HEAD manifest"] == 0
+        assert dst.counts.requests["HEAD blob"] == 0
+        assert dict(dst.counts.blob_uploads) == {d: 1 for d in blobs}
+        assert dst.counts.requests["PUT manifest"] == CHILDREN + 1
+
+        dst.counts.reset()
+        second = run_copy("mirror/tree")
+        assert dst.counts.blob_bytes_up == 0
+        assert not [k for k in dst.counts.requests if k.endswith(" upload")]
+        # The ping, the tree at the root's digest (all of it there), the tag.
+        assert dst.counts.requests == {"GET other": 2, "PUT manifest": 1}
+        assert second.stats.manifests_skipped == CHILDREN
+
+        dst.counts.reset()
+        elsewhere = run_copy("other/place")  # the blobs are in mirror/tree/*: all mounted
+        assert dst.counts.blob_bytes_up == 0 and not dst.counts.blob_uploads
+        assert elsewhere.stats.blobs_uploaded == 0
+        assert elsewhere.stats.blobs_mounted == len(blobs) + CHILDREN - 1  # base in each child
+    r = httpx.get(f"{second_server.url}/v2/other/place/_ocinest/tree/v1")
+    assert r.status_code == 200 and len(r.json()["children"]) == CHILDREN
 
 
 def test_chunked_upload_and_progress(

@@ -108,11 +108,11 @@ class Authorizer:
 
     async def authorization(self, scopes: list[str]) -> str | None:
         """The `Authorization` header for a request needing `scopes`."""
+        if self._scheme is None:
+            return None  # not challenged: no credentials looked up (a helper may run for it)
         creds = self._for(scopes)
         if self._scheme == "basic":
             return creds.basic() if creds else None
-        if self._scheme != "bearer":
-            return None
         async with self._lock:
             needed = self._sharing(creds)
             _merge(needed, scopes)

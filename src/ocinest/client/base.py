@@ -160,9 +160,12 @@ class Repository(Protocol):
         source: Source,
         progress: Progress,
         mount_from: Sequence[Repository] = (),
+        *,
+        check: bool = True,
     ) -> str:
         """Make the blob present: "skipped" (there already), "mounted" (from one of
-        `mount_from` on the same registry), "uploaded" or "written" (a layout)."""
+        `mount_from` on the same registry), "uploaded" or "written" (a layout). `check` off:
+        a registry is not asked first whether it has the blob (a mount answers it)."""
 
     async def referrers(self, digest: Digest) -> list[dict[str, Any]]:
         """The descriptors of the manifests whose subject is `digest`."""

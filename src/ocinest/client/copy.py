@@ -15,8 +15,8 @@ from ocinest.oci.manifest import Descriptor
 from ocinest.oci.nested import NESTED_HEADER, descriptor
 
 from .base import BlobSource, Progress, ProgressEvent, Repository, Stats, no_progress
-from .errors import ClientError
-from .tree import Node
+from .errors import ClientError, RegistryError
+from .tree import Node, from_endpoint
 
 MODES = ("native", "compat", "auto")
 SMALL_BLOB = 1 << 20  # blobs kept in memory between download and upload
@@ -35,6 +35,27 @@ async def resolve_mode(dst: Repository, mode: str) -> str:
             f"{NESTED_HEADER}: 1 header); use --mode compat or --mode auto"
         )
     return mode
+
+
+async def held(dst: Repository, root: Digest, tag: str | None) -> set[tuple[str, Digest]] | None:
+    """The (repository, digest) of every manifest `dst` holds of the tree `root`, where its tree
+    endpoint answers in one request (ocinest): the tree at the root's digest when it is there
+    (then all of it), else at `tag` (an earlier version, whose children this one may share).
+    None where the store has no such endpoint, or refuses the answer: ask per manifest."""
+    found: set[tuple[str, Digest]] = set()
+    for reference in dict.fromkeys(r for r in (str(root), tag) if r):
+        try:
+            answer = await dst.tree(reference)
+        except RegistryError as exc:
+            if exc.status == 404:
+                continue
+            return None
+        if answer is None:
+            return None
+        found.update((n.repo.display, n.digest) for n in from_endpoint(dst, answer).walk())
+        if (dst.display, root) in found:
+            break
+    return found
 
 
 @dataclass
@@ -70,6 +91,9 @@ class Copier:
         self._sources: dict[Digest, BlobSource] = {}
         self._source_locks: dict[Digest, asyncio.Lock] = {}
         self._manifests: dict[tuple[str, Digest], asyncio.Future[None]] = {}
+        # (repository, digest) of the manifests the destination holds, where it can list them
+        # in one answer; None: ask per manifest.
+        self._held: set[tuple[str, Digest]] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     async def __aenter__(self) -> Copier:
@@ -88,6 +112,7 @@ class Copier:
         """Copy the tree `root` (walked with manifest bytes) to `dst`, tagging the root."""
         self._declare(root, dst, [])
         mode = await resolve_mode(dst, self.mode)
+        self._held = await held(dst, root.digest, tag)
         await self._place(root, dst, [], mode, tag=tag, is_root=True)
         return CopyResult(root.digest, root.media_type, root.size, mode, self.stats)
 
@@ -137,12 +162,9 @@ class Copier:
                 if a.display not in seen:
                     seen.add(a.display)
                     targets.append(a)
-        blobs = node.blobs()
-        # Blobs into the node's own repository first, then (compat) mounted into ancestors.
+        # The node's own repository first: the ancestors (compat) mount its blobs from there.
         for target in targets:
-            await asyncio.gather(*(self._blob(d, node.repo, target) for d in blobs))
-        for target in targets:
-            await self._manifest(node, target, tag if target is dst else None, is_root, subject)
+            await self._put(node, target, tag if target is dst else None, is_root, subject)
         if self.child_tags and node.child_path and node.repo.own_tags and dst.own_tags:
             await self._carry_tags(node, dst)
         if self.referrers:
@@ -150,7 +172,7 @@ class Copier:
                 *(self._place(r, dst, ancestors, mode, subject=node) for r in node.referrers)
             )
 
-    async def _manifest(
+    async def _put(
         self,
         node: Node,
         target: Repository,
@@ -158,34 +180,49 @@ class Copier:
         is_root: bool,
         subject: Node | None,
     ) -> None:
+        """The node's blobs, then its manifest, into `target`; neither when the manifest is
+        there already (a registry holds every blob of the manifests it holds)."""
         assert node.body is not None
-        key = (target.display, node.digest)
-        if tag is None and subject is None:
-            if key in self._manifests:
-                await self._manifests[key]
-                return
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._manifests[key] = done
-            try:
-                if await target.has_manifest(node.digest, root=is_root):
-                    self.stats.manifests_skipped += 1
-                    self._placed(node, target, "skipped")
-                else:
-                    await target.put_manifest(node.body, node.media_type, None, root=is_root)
-                    self.stats.manifests_pushed += 1
-                    self._placed(node, target, "pushed")
-                done.set_result(None)
-            except BaseException as exc:
-                done.set_exception(exc)
-                done.exception()  # retrieved: the caller raises it
-                raise
-            return
         if subject is not None:
+            await self._blobs(node, target)
             await self._put_referrer(node, target, subject)
             return
-        await target.put_manifest(node.body, node.media_type, tag, root=is_root)
-        self.stats.manifests_pushed += 1
-        self._placed(node, target, "pushed")
+        if tag is not None:
+            if node.blobs() and not await self._holds(node, target, is_root):
+                await self._blobs(node, target)
+            await target.put_manifest(node.body, node.media_type, tag, root=is_root)
+            self.stats.manifests_pushed += 1
+            self._placed(node, target, "pushed")
+            return
+        key = (target.display, node.digest)
+        if key in self._manifests:
+            await self._manifests[key]
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._manifests[key] = done
+        try:
+            if await self._holds(node, target, is_root):
+                self.stats.manifests_skipped += 1
+                self._placed(node, target, "skipped")
+            else:
+                await self._blobs(node, target)
+                await target.put_manifest(node.body, node.media_type, None, root=is_root)
+                self.stats.manifests_pushed += 1
+                self._placed(node, target, "pushed")
+            done.set_result(None)
+        except BaseException as exc:
+            done.set_exception(exc)
+            done.exception()  # retrieved: the caller raises it
+            raise
+
+    async def _holds(self, node: Node, target: Repository, is_root: bool) -> bool:
+        """Whether `target` has the node's manifest: the repository it was walked from does;
+        otherwise what the destination's tree endpoint listed, else a HEAD."""
+        if not is_root and node.repo.display == target.display:
+            return True
+        if self._held is not None:
+            return (target.display, node.digest) in self._held
+        return await target.has_manifest(node.digest, root=is_root)
 
     def _placed(self, node: Node, target: Repository, outcome: str) -> None:
         self.progress(ProgressEvent.manifest(node.digest, node.size, target.display, outcome))
@@ -220,6 +257,9 @@ class Copier:
 
     # Blobs
 
+    async def _blobs(self, node: Node, target: Repository) -> None:
+        await asyncio.gather(*(self._blob(d, node.repo, target) for d in node.blobs()))
+
     async def _blob(self, desc: Descriptor, src: Repository, dst: Repository) -> None:
         digest = desc.digest
         first = self._landed.get(digest)
@@ -250,7 +290,11 @@ class Copier:
                 return await self._source(desc, src)
 
             mount_from = (*self._where.get(digest, []), src)
-            outcome = await dst.push_blob(digest, size, source, self.progress, mount_from)
+            # Where the destination listed what it holds, a blob of a manifest it lacks is not
+            # asked for first: the mount (without `from`, on ocinest) answers that.
+            outcome = await dst.push_blob(
+                digest, size, source, self.progress, mount_from, check=self._held is None
+            )
         if outcome == "skipped":
             self.stats.blobs_skipped += 1
         elif outcome == "mounted":

@@ -335,7 +335,10 @@ class LayoutRepository:
         source: Source,
         progress: Progress,
         mount_from: Sequence[Repository] = (),
+        *,
+        check: bool = True,
     ) -> str:
+        # A layout always looks (`check` saves requests to a registry, not a file's stat).
         if self._present(digest, size, progress):
             return "skipped"
         if not isinstance(source, bytes | Path):

@@ -396,12 +396,14 @@ class RemoteRepository:
         source: Source,
         progress: Progress,
         mount_from: Sequence[Repository] = (),
+        *,
+        check: bool = True,
     ) -> str:
-        """Make the blob present: skipped when there, mounted from a repository of the same
-        registry among `mount_from` when one holds it (with none, on ocinest, from any
-        repository the caller can pull that holds it: a mount without `from`), else
-        uploaded."""
-        if await self.blob_size(digest) is not None:
+        """Make the blob present: skipped when there (asked with a HEAD unless `check` is
+        off), mounted from a repository of the same registry among `mount_from` when one
+        holds it (with none, on ocinest, from any repository the caller can pull that holds
+        it, this one too: a mount without `from`), else uploaded."""
+        if check and await self.blob_size(digest) is not None:
             progress(ProgressEvent("done", digest, size, outcome="skipped", where=self.display))
             return "skipped"
         sources: list[str | None] = []

@@ -42,11 +42,11 @@ async def _file_body(
             yield chunk
 
 
-async def _bytes_body(data: bytes, on_bytes: Callable[[int], None]) -> AsyncIterator[bytes]:
+async def _bytes_body(data: memoryview, on_bytes: Callable[[int], None]) -> AsyncIterator[bytes]:
     for i in range(0, len(data), FILE_CHUNK):
         chunk = data[i : i + FILE_CHUNK]
         on_bytes(len(chunk))
-        yield chunk
+        yield bytes(chunk)
 
 
 def _body(
@@ -54,7 +54,12 @@ def _body(
 ) -> Callable[[], Any]:
     def make() -> Any:
         if isinstance(source, bytes):
-            return _bytes_body(source[start:end], on_bytes)
+            data = memoryview(source)[start:end]
+            if len(data) > FILE_CHUNK:
+                return _bytes_body(data, on_bytes)
+            # Small: sent in one piece (one write), counted as it is handed over.
+            on_bytes(len(data))
+            return data
         return _file_body(source, start, end, on_bytes)
 
     return make
