@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.authkit import ec_key, write_htpasswd, write_key
 from tests.client.helpers import SIG_TYPE, Tree, build_tree
 from tests.conftest import (
     Server,
@@ -24,15 +23,12 @@ from tests.conftest import (
     pushed,
 )
 from tests.manifests import index_manifest, nested, sha256
+from tests.uikit import USERS, links, secured_server
 
 # What the first page may weigh (the issue's bound), and the marks of a page that loads
 # anything from elsewhere.
 FIRST_PAGE_BYTES = 200_000
 EXTERNAL = re.compile(r"""(src|href)=["']?(https?:)?//""")
-
-
-def links(page: str) -> list[str]:
-    return [html.unescape(h) for h in re.findall(r'href="([^"]*)"', page)]
 
 
 def next_link(page: str) -> str | None:
@@ -156,7 +152,8 @@ def test_html_in_content_is_escaped(client: httpx.Client) -> None:
         page = client.get(url).text
         assert "<script>alert" not in page and "<img src=x" not in page, url
     page = client.get(f"/ui/xss/x/-/manifest/{digest}").text
-    shown = re.findall(r"&lt;script&gt;alert\((?:&#34;|&quot;)x(?:&#34;|&quot;)\)&lt;/script&gt;", page)
+    quote = "(?:&#34;|&quot;)"
+    shown = re.findall(rf"&lt;script&gt;alert\({quote}x{quote}\)&lt;/script&gt;", page)
     assert len(shown) >= 3  # the key, the value and the layer's title, each as text
     # A name the API refuses, with markup in it, is refused here too: escaped.
     r = client.get("/ui/%3Cscript%3E/-/manifest/latest")
@@ -203,32 +200,9 @@ def test_ui_off(tmp_path: Path) -> None:
 
 # Authorization: the pages show what the API would, and nothing else.
 
-USERS = {"alice": "wonderland", "bob": "builder"}
-POLICY = """
-rules:
-  - subjects: [alice]
-    repositories: ["**"]
-    actions: [pull, push]
-  - subjects: [bob]
-    repositories: ["shared/set"]
-    actions: [pull]
-"""
-
-
 @pytest.fixture(params=["basic", "token"])
 def secured(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, Tree]]:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    args = ["--policy", str(policy), "--htpasswd", str(write_htpasswd(tmp_path / "pw", USERS))]
-    srv = Server(tmp_path / "data", free_port(), args)
-    srv.start()  # in basic mode first, to push
-    with httpx.Client(base_url=srv.url, auth=("alice", USERS["alice"]), timeout=30) as alice:
-        tree = build_tree(alice, "shared/set", "v1")
-        push_image(alice, "secret/thing", "v1")
-    if request.param == "token":
-        srv.stop()
-        srv.args += ["--token-key", str(write_key(tmp_path / "token.pem", ec_key()))]
-        srv.start()
+    srv, tree = secured_server(tmp_path, request.param)
     yield srv, tree
     srv.stop()
 

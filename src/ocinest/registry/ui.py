@@ -421,6 +421,11 @@ async def serve(request: web.Request) -> web.StreamResponse:
             return await page(request, **params)
         raise OCIError(ErrorCode.NAME_UNKNOWN, f"no such page: {path[:200]}", status=404)
     except OCIError as err:
+        identity = request.get(IDENTITY)
+        if err.status == 401 and identity is not None and identity.user is not None:
+            # Signed in, but not allowed: the browser must not ask for a password again.
+            denied = err.errors[0].detail
+            return error_page(request, OCIError(ErrorCode.DENIED, denied, status=403))
         return error_page(request, reg.auth.basic_challenge(err))
     except StorageError as err:
         return error_page(request, storage_error(err))
