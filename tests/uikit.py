@@ -10,11 +10,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.authkit import ec_key, write_htpasswd, write_key
+from tests.authkit import USERS, ec_key, write_htpasswd, write_key
 from tests.client.helpers import Tree, build_tree
 from tests.conftest import Server, free_port, push_image
 
-USERS = {"alice": "wonderland", "bob": "builder"}
 POLICY = """
 rules:
   - subjects: [alice]
