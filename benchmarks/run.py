@@ -47,6 +47,7 @@ from harness.common import BENCH_DIR, log
 from harness.install import (
     MATPLOTLIB_PIN,
     RPM_TOOLS,
+    UI_TOOLS,
     copy_command_available,
     ensure_apt,
     ensure_pip,
@@ -87,6 +88,8 @@ def main() -> int:
         tools["skopeo"] = "skopeo"
     if "rpm" in only:
         tools.update(RPM_TOOLS)
+    if "ui-tree" in only:
+        tools.update(UI_TOOLS)
     still = ensure_apt(tools)
     if "docker-registry" in still:
         sys.exit(

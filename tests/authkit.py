@@ -12,6 +12,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+# Two users for tests with auth on: one who may do much, one who may do little.
+USERS = {"alice": "wonderland", "bob": "builder"}
+
 
 def write_htpasswd(path: Path, users: dict[str, str]) -> Path:
     path.write_text(

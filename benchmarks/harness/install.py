@@ -14,6 +14,8 @@ from harness.common import ROOT, log
 MATPLOTLIB_PIN = "matplotlib==3.11.2"
 # The rpm scenario's tools (command -> Debian package): nginx is its reference server.
 RPM_TOOLS = {"nginx": "nginx", "dnf": "dnf", "rpmbuild": "rpm", "createrepo_c": "createrepo-c"}
+# The ui-tree scenario's browser (command -> Debian package).
+UI_TOOLS = {"chromium": "chromium", "chromedriver": "chromium-driver"}
 # While apt installs, this policy (when there is none) keeps packages from starting their
 # services (nginx and docker-registry ship one): the harness starts what it needs itself.
 POLICY_RC = Path("/usr/sbin/policy-rc.d")

@@ -24,6 +24,7 @@ from scenarios import (
     tags,
     tree,
     tree_scale,
+    ui_tree,
     upload,
 )
 
@@ -38,6 +39,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "catalog": catalog.run,
     "tree": tree.run,
     "tree-scale": tree_scale.run,
+    "ui-tree": ui_tree.run,
     "copy": copy.run,
     "sign": sign.run,
     "gc": gc.run,

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.authkit import ec_key, write_htpasswd, write_key
+from tests.authkit import USERS, ec_key, write_htpasswd, write_key
 from tests.conftest import (
     Server,
     error_codes,
@@ -156,7 +156,6 @@ def test_title_repeated_with_other_content_is_a_conflict(client: httpx.Client) -
 
 # Authorization
 
-USERS = {"alice": "wonderland", "bob": "builder"}
 POLICY = """
 rules:
   - subjects: [alice]

@@ -13,11 +13,11 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ocinest.oci.digest import Digest
 from ocinest.oci.names import validate_name
 from ocinest.oci.nested import TREE_ROUTE
-from ocinest.registry import blobs, files, gc, listing, manifests, nested, observability
+from ocinest.registry import blobs, files, gc, listing, manifests, nested, observability, ui
 from ocinest.registry.auth import IDENTITY, token_endpoint
+from ocinest.registry.authorize import DELETE, LOGIN, PULL, PUSH, authorize
 from ocinest.registry.config import Config
 from ocinest.registry.errors import error_middleware
 from ocinest.registry.state import REGISTRY, Registry, registry
@@ -31,8 +31,6 @@ async def base(request: web.Request) -> web.Response:
     return web.json_response({}, headers=nested.NESTED_HEADER)
 
 
-PULL, PUSH, DELETE = "pull", "push", "delete"
-LOGIN = None  # any valid credentials
 Method = tuple[Route, str | None]
 
 # Longest patterns first: a repository name may itself contain "blobs" or "manifests".
@@ -89,31 +87,6 @@ _TABLE: list[tuple[str, str, dict[str, Method]]] = [
 ROUTES = [(name, re.compile(pattern, re.DOTALL), methods) for name, pattern, methods in _TABLE]
 
 
-async def _authorize(
-    request: web.Request, route: str, action: str | None, params: dict[str, Any]
-) -> None:
-    reg = registry(request)
-    auth = reg.auth
-    identity = request[IDENTITY] = await auth.identify(request)
-    if action is LOGIN:
-        auth.require_login(identity, request)
-        return
-    name = params["name"]
-    if auth.can(identity, name, action):
-        return
-    # Pull on a parent grants pull, by digest, of what its manifests reach in the child: as a
-    # blob or as a manifest, as reached (the same bytes may be both), and of the referrers of
-    # that content (their manifests, blobs and listing: rule 6).
-    reference = params.get("digest") or params.get("reference") or ""
-    if route == "referrers":
-        route = "manifest"  # the subject's reach decides
-    if route in ("blob", "manifest") and action == PULL and Digest.looks_like(reference):
-        for ancestor in await reg.meta.reached_through(name, reference, route):
-            if auth.can(identity, ancestor, PULL):
-                return
-    raise auth.deny(identity, request, name, action)
-
-
 async def dispatch(request: web.Request) -> web.StreamResponse:
     # The raw path, so that "..", "%2F" and the like reach name validation as sent.
     path = urllib.parse.unquote(request.raw_path.split("?", 1)[0])
@@ -128,7 +101,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         params: dict[str, Any] = m.groupdict()
         if "name" in params:
             validate_name(params["name"])
-        await _authorize(request, route, action, params)
+        request[IDENTITY] = await registry(request).auth.identify(request)
+        await authorize(request, route, action, params)
         return await handler(request, **params)
     raise web.HTTPNotFound()  # the error middleware answers both in OCI form
 
@@ -185,4 +159,6 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/metrics", observability.metrics)
     app.router.add_get("/healthz", observability.health)
     app.router.add_get("/readyz", observability.ready)
+    if config.ui:
+        ui.add_routes(app)
     return app

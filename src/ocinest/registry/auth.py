@@ -256,6 +256,27 @@ class Auth:
             return self._verify(credentials.strip(), request)
         raise self._unauthorized(request, f"{scheme or 'these'} credentials are not accepted here")
 
+    async def identify_basic(self, request: web.Request) -> Identity:
+        """The caller, taking Basic credentials in token mode too: for the clients that send
+        nothing else (dnf on the files path, a browser on the web pages)."""
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        if self.mode == "token" and scheme.lower() == "basic":
+            if self.htpasswd is None:
+                raise OCIError(
+                    ErrorCode.UNAUTHORIZED,
+                    "this registry trusts an external token issuer only: it has no htpasswd "
+                    "users to check Basic credentials against",
+                )
+            return Identity(await self.basic_user(credentials.strip(), request))
+        return await self.identify(request)
+
+    def basic_challenge(self, err: OCIError) -> OCIError:
+        """`err` with a Basic challenge where it had one and htpasswd users can answer it,
+        for the clients of `identify_basic`."""
+        if "WWW-Authenticate" in err.headers and self.htpasswd is not None:
+            err.headers["WWW-Authenticate"] = 'Basic realm="ocinest"'
+        return err
+
     async def basic_user(self, credentials: str, request: web.Request) -> str:
         """The user of valid Basic credentials; raises 401 otherwise (429 past the limit of
         failed logins)."""

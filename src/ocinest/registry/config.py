@@ -83,6 +83,8 @@ class Config:
     token_service: str = "ocinest"
     token_realm: str | None = None
     token_ttl: float = 300
+    # The read-only web pages under /ui/ (and `/` redirecting there).
+    ui: bool = True
     # TLS: both files in PEM.
     tls_cert: Path | None = None
     tls_key: Path | None = None

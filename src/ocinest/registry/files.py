@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
-import jinja2
 from aiohttp import web
 
 from ocinest.oci import mediatypes as mt
@@ -26,15 +25,13 @@ from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.names import is_tag, validate_name
 from ocinest.oci.nested import NESTED_ANNOTATION, TITLE_ANNOTATION
 from ocinest.registry import observability
-from ocinest.registry.auth import IDENTITY, Identity
+from ocinest.registry.auth import IDENTITY
 from ocinest.registry.blobs import stream_blob
+from ocinest.registry.pages import TEMPLATES
 from ocinest.registry.state import Registry, registry
 
 PREFIX = "/_ocinest/files/"
 CREATED_ANNOTATION = "org.opencontainers.image.created"
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("ocinest.registry", "templates"), autoescape=True
-)
 _CACHED_TREES = 256
 
 
@@ -204,30 +201,11 @@ def _not_found(path: str) -> OCIError:
     return OCIError(ErrorCode.BLOB_UNKNOWN, f"no file {path[:200]!r} in the tree")
 
 
-async def _identify(request: web.Request, reg: Registry) -> Identity:
-    """The caller, taking Basic credentials in token mode too (dnf sends nothing else)."""
-    auth = reg.auth
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    if auth.mode == "token" and scheme.lower() == "basic":
-        if auth.htpasswd is None:
-            raise OCIError(
-                ErrorCode.UNAUTHORIZED,
-                "this registry trusts an external token issuer only: it has no htpasswd users "
-                "to check Basic credentials against, so the files path cannot take them",
-            )
-        return Identity(await auth.basic_user(credentials.strip(), request))
-    return await auth.identify(request)
-
-
 async def _authorize(request: web.Request, reg: Registry, name: str) -> None:
     auth = reg.auth
-    identity = request[IDENTITY] = await _identify(request, reg)
-    if auth.can(identity, name, "pull"):
-        return
-    err = auth.deny(identity, request, name, "pull")
-    if "WWW-Authenticate" in err.headers and reg.auth.htpasswd is not None:
-        err.headers["WWW-Authenticate"] = 'Basic realm="ocinest"'
-    raise err
+    identity = request[IDENTITY] = await auth.identify_basic(request)
+    if not auth.can(identity, name, "pull"):
+        raise auth.basic_challenge(auth.deny(identity, request, name, "pull"))
 
 
 async def serve(request: web.Request) -> web.StreamResponse:
@@ -292,7 +270,7 @@ def _listing(
             }
         )
     sep = "@" if Digest.looks_like(reference) else ":"
-    body = _TEMPLATES.get_template("listing.html").render(
+    body = TEMPLATES.get_template("listing.html").render(
         title=f"{name}{sep}{reference}/{folder + '/' if folder else ''}",
         parent=bool(folder),
         entries=entries,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -53,17 +54,38 @@ async def list_tags(request: web.Request, name: str) -> web.Response:
     return _page(request, "tags", tags, limit, {"name": name})
 
 
-async def catalog(request: web.Request) -> web.Response:
-    """The repositories the caller can pull."""
-    limit = count_param(request, "n", MAX_PAGE)
+async def visible_repositories(
+    request: web.Request,
+    limit: int,
+    last: str | None,
+    match: Callable[[str], bool] | None = None,
+    *,
+    batch: int = 0,
+    prefix: str = "",
+) -> list[str]:
+    """Up to `limit` + 1 repositories after `last` that the caller can pull, that start with
+    `prefix` and that `match` takes, in lexical order (one more than asked tells whether more
+    follow); read from the store `batch` (at least `limit` + 1) at a time."""
     reg = registry(request)
     identity = request[IDENTITY]
     visible: list[str] = []
-    last = request.query.get("last")
+    size = max(batch, limit + 1)
     while limit > 0 and len(visible) <= limit:
-        batch = await reg.meta.list_repositories(limit + 1, last)
-        visible += [r for r in batch if reg.auth.can_list(identity, r)]
-        if len(batch) <= limit:
+        names = await reg.meta.list_repositories(size, last)
+        beyond = next((i for i, r in enumerate(names) if not r.startswith(prefix)), None)
+        visible += [
+            r
+            for r in names[:beyond]
+            if (match is None or match(r)) and reg.auth.can_list(identity, r)
+        ]
+        if len(names) < size or beyond is not None:
             break
-        last = batch[-1]
-    return _page(request, "repositories", visible[: limit + 1], limit, {})
+        last = names[-1]
+    return visible[: limit + 1]
+
+
+async def catalog(request: web.Request) -> web.Response:
+    """The repositories the caller can pull."""
+    limit = count_param(request, "n", MAX_PAGE)
+    visible = await visible_repositories(request, limit, request.query.get("last"))
+    return _page(request, "repositories", visible, limit, {})
