@@ -10,6 +10,9 @@ from typing import Protocol
 from ocinest.oci.digest import Digest
 from ocinest.oci.manifest import Manifest
 
+# Called inside a write transaction with a tag or digest; what it raises refuses the write.
+TagHook = Callable[[str], None]
+
 
 @dataclass(frozen=True)
 class StoredManifest:
@@ -119,11 +122,7 @@ class MetaStore(Protocol):
         """The manifests at (repository, digest) `keys` that exist, in one lookup."""
 
     async def put_manifest(
-        self,
-        repository: str,
-        manifest: Manifest,
-        tag: str | None,
-        on_move: Callable[[str], None] | None = None,
+        self, repository: str, manifest: Manifest, tag: str | None, on_move: TagHook | None = None
     ) -> None:
         """Store `manifest` and its reference edges, and point `tag` at it, atomically. A tag
         pushed again at the manifest it points at keeps the time it last moved.
@@ -135,7 +134,7 @@ class MetaStore(Protocol):
         """
 
     async def delete_manifest(
-        self, repository: str, digest: Digest, on_untag: Callable[[str], None] | None = None
+        self, repository: str, digest: Digest, on_untag: TagHook | None = None
     ) -> None:
         """Delete the manifest and the tags that point at it.
 

@@ -24,7 +24,7 @@ from ocinest.storage.errors import (
     ReferenceProblem,
     ReferencesInvalid,
 )
-from ocinest.storage.meta import ManifestNode, Referrer, StoredManifest, Upload
+from ocinest.storage.meta import ManifestNode, Referrer, StoredManifest, TagHook, Upload
 from ocinest.storage.sql_gc import GCQueries
 
 # A blob's or a link's time is refreshed by a new push only when older than this (seconds).
@@ -249,11 +249,7 @@ class SQLMetaStore(GCQueries):
         }
 
     async def put_manifest(
-        self,
-        repository: str,
-        manifest: Manifest,
-        tag: str | None,
-        on_move: Callable[[str], None] | None = None,
+        self, repository: str, manifest: Manifest, tag: str | None, on_move: TagHook | None = None
     ) -> None:
         def put(c: Connection) -> None:
             digest = str(manifest.digest)
@@ -363,7 +359,7 @@ class SQLMetaStore(GCQueries):
         return edges, problems
 
     async def delete_manifest(
-        self, repository: str, digest: Digest, on_untag: Callable[[str], None] | None = None
+        self, repository: str, digest: Digest, on_untag: TagHook | None = None
     ) -> None:
         def delete(c: Connection) -> None:
             repo_id = find_repo(c, repository)
