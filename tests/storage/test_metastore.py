@@ -18,7 +18,7 @@ from ocinest.storage.errors import (
     ManifestUnknown,
     ReferencesInvalid,
 )
-from ocinest.storage.meta import MetaStore, Referrer, StoredManifest, Upload
+from ocinest.storage.meta import MetaStore, Referrer, StoredManifest, TagRecord, Upload
 from tests.manifests import OCI_MANIFEST
 from tests.storage.conftest import OpenMeta
 from tests.storage.content import (
@@ -239,6 +239,50 @@ async def test_delete_manifest_removes_it_and_its_tags(meta: MetaStore) -> None:
     for repository in ("repo", "nowhere"):
         with pytest.raises(ManifestUnknown):
             await meta.delete_manifest(repository, manifest.digest)
+
+
+class Refused(Exception):
+    """What a caller's hook raises to refuse a write."""
+
+
+def refuse(what: str) -> None:
+    raise Refused(what)
+
+
+async def test_a_hook_on_a_moving_tag_can_refuse_the_push(meta: MetaStore) -> None:
+    first = await push_image(meta, "repo", "v1")
+    # The same manifest again: the tag does not move, the hook is not called, and the tag
+    # keeps the time it last moved.
+    (before,) = await meta.all_tags()
+    await meta.put_manifest("repo", first, "v1", refuse)
+    assert await meta.all_tags() == [before]
+    other = await image(meta, "repo")
+    with pytest.raises(Refused, match=str(first.digest)):
+        await meta.put_manifest("repo", other, "v1", refuse)
+    assert await meta.get_manifest("repo", "v1") == as_stored("repo", first)
+    assert await meta.get_manifest("repo", str(other.digest)) is None  # nothing stored
+    await meta.put_manifest("repo", other, "v2", refuse)  # a new tag does not move
+    await meta.put_manifest("repo", other, "v1")  # without the hook, it moves
+    (moved, _) = sorted(await meta.all_tags(), key=lambda t: t.name)
+    assert (moved.digest, moved.updated_at > before.updated_at) == (str(other.digest), True)
+
+
+async def test_a_hook_on_each_tag_can_refuse_a_manifest_delete(meta: MetaStore) -> None:
+    manifest = await push_image(meta, "repo", "v1")
+    await meta.put_manifest("repo", manifest, "v2")
+    seen: list[str] = []
+
+    def hook(tag: str) -> None:
+        seen.append(tag)
+        if tag == "v2":
+            refuse(tag)
+
+    with pytest.raises(Refused):
+        await meta.delete_manifest("repo", manifest.digest, hook)
+    assert seen == ["v1", "v2"]
+    assert await meta.list_tags("repo", 10, None) == ["v1", "v2"]
+    await meta.delete_manifest("repo", manifest.digest, seen.append)
+    assert await meta.get_manifest("repo", str(manifest.digest)) is None
 
 
 async def test_tags_are_listed_in_byte_order_page_by_page(meta: MetaStore) -> None:
@@ -490,6 +534,64 @@ async def test_gc_delete_manifests_rechecks_each(meta: MetaStore) -> None:
     left = [(r, d) for r, d, _ in await meta.all_manifests()]
     assert sorted(left) == sorted([*others, ("repo", str(subject.digest))])
     assert await meta.reached_through("p/a/b", str(leaf.digest), "manifest") == []
+
+
+def tag_of(tags: list[TagRecord], repository: str, name: str) -> TagRecord:
+    (found,) = [t for t in tags if (t.repository, t.name) == (repository, name)]
+    return found
+
+
+async def test_released_tags_free_what_only_they_held(meta: MetaStore) -> None:
+    top, mid, leaf = await nested_tree(meta)
+    old = await push_image(meta, "repo", "old")
+    await meta.put_manifest("repo", old, "alias")
+    alone = await push_image(meta, "repo", "alone")
+    kept = await push_image(meta, "repo", "kept")
+    loose = await push_image(meta, "repo")  # untagged, which only delete_untagged takes
+    tags = await meta.all_tags()
+    # Released: a tag whose manifest nothing else holds, one of two tags of a manifest, and
+    # a child's tag while its parent (tagged p:v1) stays.
+    release = [tag_of(tags, *key) for key in [("repo", "alone"), ("repo", "alias"),
+                                              ("p/a/b", "leaf-tag")]]  # fmt: skip
+    cutoff = time.time()
+    for delete_untagged in (False, True):
+        plan = await meta.gc_plan(cutoff, delete_untagged, release)
+        assert [(t.repository, t.name) for t in plan.tags] == [("repo", "alias"), ("repo", "alone")]
+        assert plan.manifests == sorted(
+            [("repo", str(m.digest), m.size) for m in [alone, *[loose] * delete_untagged]]
+        )
+        assert set(map(str, blob_digests(alone))) <= {d for d, _ in plan.blobs}
+    # The parent released too: the whole tree goes, its untagged middle too.
+    release.append(tag_of(tags, "p", "v1"))
+    plan = await meta.gc_plan(cutoff, False, release)
+    assert {(t.repository, t.name) for t in plan.tags} == {
+        ("repo", "alias"), ("repo", "alone"), ("p", "v1"), ("p/a/b", "leaf-tag")
+    }  # fmt: skip
+    assert {(r, d) for r, d, _ in plan.manifests} == {
+        ("repo", str(alone.digest)), ("p", str(top.digest)), ("p/a", str(mid.digest)),
+        ("p/a/b", str(leaf.digest)),
+    }  # fmt: skip
+    # A tag that moved since, or moved after the cutoff, is not released.
+    await meta.put_manifest("repo", old, "alone")
+    plan = await meta.gc_plan(cutoff, False, release)
+    assert ("repo", "alone") not in {(t.repository, t.name) for t in plan.tags}
+    assert (await meta.gc_plan(cutoff - 3600, False, release)).tags == []
+    assert ("repo", str(loose.digest), loose.size) not in plan.manifests
+    assert kept  # never released, never planned
+
+
+async def test_gc_untag_rechecks_each(meta: MetaStore) -> None:
+    first = await push_image(meta, "repo", "moved")
+    await push_image(meta, "repo", "stays")
+    await push_image(meta, "repo", "young")
+    tags = await meta.all_tags()
+    cutoff = tag_of(tags, "repo", "young").updated_at
+    second = await push_image(meta, "repo")
+    await meta.put_manifest("repo", second, "moved")  # since the plan
+    assert first.digest != second.digest
+    gone = await meta.gc_untag(tags, cutoff)
+    assert [t.name for t in gone] == ["stays"]
+    assert await meta.list_tags("repo", 10, None) == ["moved", "young"]
 
 
 async def test_gc_delete_blobs_rechecks_each_and_deletes_the_content(meta: MetaStore) -> None:

@@ -68,7 +68,8 @@ def gc_command(
     grace: str | None,
     as_json: bool,
 ) -> None:
-    """Delete unreachable content while the registry keeps serving."""
+    """Delete unreachable content while the registry keeps serving; first, the tags the
+    configuration's retention rules do not keep."""
     try:
         grace_seconds = None if grace is None else parse_duration(grace)
     except ValueError as exc:
@@ -87,6 +88,8 @@ def gc_command(
     if as_json:
         click.echo(json.dumps(report.to_json()))
         return
+    for tag in report.tags:
+        click.echo(f"tag {tag.repository}:{tag.name} {tag.digest}")
     for repository, digest, size in report.manifests:
         click.echo(f"manifest {repository}@{digest} {size}")
     for digest, size in report.blobs:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import typing
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ocinest.registry.tagrules import ImmutableTags, Retention
 
 ENV_PREFIX = "OCINEST_"
 
@@ -55,6 +57,10 @@ class Config:
     upload_debris_age: float = 600
     gc_interval: float = 0
     gc_delete_untagged: bool = False
+    # Tag rules per repository pattern (see registry/tagrules.py): tags that never move once
+    # pushed, and the tags GC removes (retention).
+    immutable_tags: ImmutableTags = field(default_factory=ImmutableTags)
+    retention: Retention = field(default_factory=Retention)
     # Bounds of the nested tree endpoint: depth, nodes, and bytes of the serialized answer.
     tree_max_depth: int = 32
     tree_max_nodes: int = 10_000
@@ -173,8 +179,21 @@ def _types() -> dict[str, tuple[type, bool]]:
     return kinds
 
 
+def _tag_rules(name: str, kind: type, value: Any) -> ImmutableTags | Retention:
+    """A list of tag rules, from YAML (a string, from the environment) or the file's list."""
+    try:
+        doc = yaml.safe_load(value) if isinstance(value, str) else value
+        if kind is ImmutableTags:
+            return ImmutableTags.parse(doc)
+        return Retention.parse(doc, parse_duration)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{name}{'' if str(exc).startswith('[') else ': '}{exc}") from None
+
+
 def _coerce(name: str, value: Any) -> Any:
     kind, optional = _types()[name]
+    if kind in (ImmutableTags, Retention):
+        return _tag_rules(name, kind, value)
     if optional and (value is None or value == ""):
         return None
     try:

@@ -2,6 +2,8 @@
 
 Live is everything reachable from tags through index children, nested edges (across
 repositories), subjects (referrers live while their subject lives) and configs/layers.
+Retention (the `retention` rules) first releases tags, never immutable ones; what only those
+tags held goes as untagged content, whatever `delete_untagged` says.
 A plan is made from a snapshot; each deletion is then re-checked in a small write
 transaction, and nothing younger than the grace window is taken, so content pushed or mounted
 for a manifest not yet written survives.
@@ -21,6 +23,7 @@ from typing import TypeVar
 
 from ocinest.oci.digest import Digest
 from ocinest.registry.state import Registry
+from ocinest.storage.meta import TagRecord
 
 T = TypeVar("T")
 log = logging.getLogger("ocinest.gc")
@@ -30,6 +33,7 @@ BATCH = 500
 @dataclass
 class GCReport:
     dry_run: bool
+    tags: list[TagRecord] = field(default_factory=list)  # removed by retention
     manifests: list[tuple[str, str, int]] = field(default_factory=list)
     blobs: list[tuple[str, int]] = field(default_factory=list)
     uploads: list[str] = field(default_factory=list)
@@ -40,7 +44,8 @@ class GCReport:
         blob_bytes = sum(size for _, size in self.blobs)
         manifest_bytes = sum(size for _, _, size in self.manifests)
         return (
-            f"gc {verb} {len(self.manifests)} manifests ({manifest_bytes} bytes), "
+            f"gc {verb} {len(self.tags)} tags (retention), "
+            f"{len(self.manifests)} manifests ({manifest_bytes} bytes), "
             f"{len(self.blobs)} blobs ({blob_bytes} bytes) and {len(self.uploads)} upload "
             f"sessions in {self.seconds:.1f}s"
         )
@@ -48,6 +53,9 @@ class GCReport:
     def to_json(self) -> dict[str, object]:
         return {
             "dry_run": self.dry_run,
+            "tags": [
+                {"repository": t.repository, "tag": t.name, "digest": t.digest} for t in self.tags
+            ],
             "manifests": [{"repository": r, "digest": d, "size": s} for r, d, s in self.manifests],
             "blobs": [{"digest": d, "size": s} for d, s in self.blobs],
             "uploads": self.uploads,
@@ -68,16 +76,25 @@ async def collect(
     cutoff = now - grace
     report = GCReport(dry_run)
     meta, blobs = reg.meta, reg.blobs
-    plan = await meta.gc_plan(cutoff, delete_untagged)
+    retention = reg.config.retention
+    release = (
+        retention.release(await meta.all_tags(), now, reg.config.immutable_tags)
+        if retention
+        else []
+    )
+    plan = await meta.gc_plan(cutoff, delete_untagged, release)
     # Content on disk that no row names (left by a crash between publish and commit).
     known = await meta.all_blobs()
     orphans = [(d, size) for d, size, mtime in blobs.scan() if d not in known and mtime < cutoff]
     if dry_run:
-        report.manifests, report.blobs = plan.manifests, plan.blobs + orphans
+        report.tags, report.manifests = plan.tags, plan.manifests
+        report.blobs = plan.blobs + orphans
         report.uploads = [u.id for u in await meta.expired_uploads(now - reg.config.upload_ttl)]
         report.seconds = time.monotonic() - start
         return report
 
+    for tags in _chunks(plan.tags):
+        report.tags += await meta.gc_untag(tags, cutoff)
     sizes = {(r, d): s for r, d, s in plan.manifests}
     remaining = list(sizes)
     while remaining:  # indexes go before their children: repeat while something goes

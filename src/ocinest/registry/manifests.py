@@ -19,6 +19,13 @@ def _unknown(name: str, reference: str) -> OCIError:
     return OCIError(ErrorCode.MANIFEST_UNKNOWN, f"manifest {reference[:200]!r} is not in {name}")
 
 
+def _immutable(name: str, tag: str, reason: str) -> OCIError:
+    """A refused push or delete of an immutable tag: 409 DENIED, the reason in `message`
+    (which stock clients print; they leave out the detail)."""
+    text = f"tag {name}:{tag} is immutable: {reason}"
+    return OCIError.many([ErrorDetail(ErrorCode.DENIED, text, text)], status=409)
+
+
 def _acceptable(request: web.Request, media_type: str) -> bool:
     """Whether the client's Accept headers admit `media_type` (no Accept admits all)."""
     accepted = set()
@@ -110,7 +117,14 @@ async def put_manifest(request: web.Request, name: str, reference: str) -> web.R
     ]
     if denied:
         raise OCIError.many(denied)
-    await reg.meta.put_manifest(name, manifest, tag)
+    on_move = None
+    if tag is not None and reg.config.immutable_tags(name, tag):
+        pinned = tag
+
+        def on_move(current: str) -> None:
+            raise _immutable(name, pinned, f"it points at {current}; push under a new tag")
+
+    await reg.meta.put_manifest(name, manifest, tag, on_move)
     headers = {
         "Location": f"/v2/{name}/manifests/{manifest.digest}",
         "Docker-Content-Digest": str(manifest.digest),
@@ -121,10 +135,20 @@ async def put_manifest(request: web.Request, name: str, reference: str) -> web.R
 
 
 async def delete_manifest(request: web.Request, name: str, reference: str) -> web.Response:
-    meta = registry(request).meta
+    reg = registry(request)
+    meta, immutable = reg.meta, reg.config.immutable_tags
     if Digest.looks_like(reference):
-        await meta.delete_manifest(name, Digest.parse(reference))
+
+        def on_untag(tag: str) -> None:
+            if immutable(name, tag):
+                raise _immutable(name, tag, f"it points at {reference}, which cannot be deleted")
+
+        await meta.delete_manifest(name, Digest.parse(reference), on_untag)
     elif is_tag(reference):
+        if immutable(name, reference):
+            if await meta.get_manifest(name, reference) is None:
+                raise _unknown(name, reference)
+            raise _immutable(name, reference, "it cannot be deleted")
         await meta.delete_tag(name, reference)
     else:
         raise _unknown(name, reference)

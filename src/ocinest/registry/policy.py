@@ -16,14 +16,52 @@ rules:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import yaml
 
 ACTIONS = frozenset({"pull", "push", "delete"})
 ANONYMOUS = "anonymous"
 AUTHENTICATED = "authenticated"
+
+
+class Patterned(Protocol):
+    """A rule that applies to the repositories its `pattern` matches."""
+
+    @property
+    def pattern(self) -> str: ...
+
+
+R = TypeVar("R", bound=Patterned)
+
+
+def matches(pattern: str, repository: str) -> bool:
+    """Whether the repository pattern (exact, `prefix/*` one component, `prefix/**` any depth;
+    `*` stands for one component anywhere) matches `repository`."""
+    want = pattern.split("/")
+    have = repository.split("/")
+    if want[-1] == "**":
+        prefix = want[:-1]
+        return len(have) > len(prefix) and all(
+            w in ("*", h) for w, h in zip(prefix, have, strict=False)
+        )
+    return len(want) == len(have) and all(w in ("*", h) for w, h in zip(want, have, strict=True))
+
+
+def longest_matches(rules: Iterable[R], repository: str) -> list[R]:
+    """The rules whose pattern matches `repository` with the longest pattern: those apply."""
+    best: list[R] = []
+    for rule in rules:
+        if not matches(rule.pattern, repository):
+            continue
+        if not best or len(rule.pattern) > len(best[0].pattern):
+            best = [rule]
+        elif len(rule.pattern) == len(best[0].pattern):
+            best.append(rule)
+    return best
 
 
 class PolicyError(Exception):
@@ -35,18 +73,6 @@ class Rule:
     subjects: frozenset[str]
     pattern: str
     actions: frozenset[str]
-
-    def matches(self, repository: str) -> bool:
-        want = self.pattern.split("/")
-        have = repository.split("/")
-        if want[-1] == "**":
-            prefix = want[:-1]
-            return len(have) > len(prefix) and all(
-                w in ("*", h) for w, h in zip(prefix, have, strict=False)
-            )
-        return len(want) == len(have) and all(
-            w in ("*", h) for w, h in zip(want, have, strict=True)
-        )
 
 
 @dataclass(frozen=True)
@@ -107,12 +133,5 @@ class Policy:
         """What `user` (None: anonymous) may do in `repository`: the actions of the rules
         with the longest matching pattern."""
         subjects = self.subjects(user)
-        best: list[Rule] = []
-        for rule in self.rules:
-            if not (rule.subjects & subjects) or not rule.matches(repository):
-                continue
-            if not best or len(rule.pattern) > len(best[0].pattern):
-                best = [rule]
-            elif len(rule.pattern) == len(best[0].pattern):
-                best.append(rule)
+        best = longest_matches((r for r in self.rules if r.subjects & subjects), repository)
         return frozenset().union(*(r.actions for r in best)) if best else frozenset()

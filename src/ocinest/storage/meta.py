@@ -3,12 +3,15 @@ referrers and upload sessions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from ocinest.oci.digest import Digest
 from ocinest.oci.manifest import Manifest
+
+# Called inside a write transaction with a tag or digest; what it raises refuses the write.
+TagHook = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -45,11 +48,22 @@ class Referrer:
 
 
 @dataclass(frozen=True)
+class TagRecord:
+    """A tag, the manifest it points at, and when it last moved (was pushed to point there)."""
+
+    repository: str
+    name: str
+    digest: str
+    updated_at: float
+
+
+@dataclass(frozen=True)
 class GCPlan:
     """What a garbage collection would delete."""
 
     manifests: list[tuple[str, str, int]]  # repository, digest, size
     blobs: list[tuple[str, int]]  # digest, size
+    tags: list[TagRecord]  # released tags to remove first (retention)
 
 
 @dataclass(frozen=True)
@@ -110,16 +124,26 @@ class MetaStore(Protocol):
     ) -> dict[tuple[str, str], ManifestNode]:
         """The manifests at (repository, digest) `keys` that exist, in one lookup."""
 
-    async def put_manifest(self, repository: str, manifest: Manifest, tag: str | None) -> None:
-        """Store `manifest` and its reference edges, and point `tag` at it, atomically.
+    async def put_manifest(
+        self, repository: str, manifest: Manifest, tag: str | None, on_move: TagHook | None = None
+    ) -> None:
+        """Store `manifest` and its reference edges, and point `tag` at it, atomically. A tag
+        pushed again at the manifest it points at keeps the time it last moved.
 
-        Raises `ReferencesInvalid` (one problem per missing or mismatched reference).
+        Raises `ReferencesInvalid` (one problem per missing or mismatched reference). When
+        `tag` already points at another manifest, `on_move` is first called with that
+        manifest's digest, inside the transaction: what it raises refuses the push, and
+        nothing is stored.
         """
 
-    async def delete_manifest(self, repository: str, digest: Digest) -> None:
+    async def delete_manifest(
+        self, repository: str, digest: Digest, on_untag: TagHook | None = None
+    ) -> None:
         """Delete the manifest and the tags that point at it.
 
         Raises `ManifestUnknown`, and `ManifestReferenced` while another manifest references it.
+        `on_untag` is called with each tag that points at it, inside the transaction: what it
+        raises refuses the delete.
         """
 
     async def delete_tag(self, repository: str, tag: str) -> None:
@@ -150,10 +174,26 @@ class MetaStore(Protocol):
 
     # Garbage collection: a plan from a snapshot, then re-checked deletions in small
     # transactions, so the registry stays writable while it runs.
-    async def gc_plan(self, cutoff: float, delete_untagged: bool) -> GCPlan:
+    async def all_tags(self) -> list[TagRecord]:
+        """Every tag of every repository (for retention)."""
+
+    async def gc_plan(
+        self, cutoff: float, delete_untagged: bool, release: Iterable[TagRecord] = ()
+    ) -> GCPlan:
         """What is unreachable: untagged manifests (only with `delete_untagged`) that no tag
         reaches through index children, nested edges or subjects, and blobs that no remaining
-        manifest references; both only when older than `cutoff`."""
+        manifest references; both only when older than `cutoff`.
+
+        `release` names tags to remove (retention), each only while it still points where it
+        did and moved before `cutoff`. What only those tags reach (their manifests, the
+        untagged children and referrers of those) counts as untagged whatever
+        `delete_untagged` says. A released tag is planned for removal (`tags`) when
+        its manifest then goes, or keeps another tag; one whose manifest something that stays
+        still reaches (a parent index, a subject) is kept, as the manifest is."""
+
+    async def gc_untag(self, tags: list[TagRecord], cutoff: float) -> list[TagRecord]:
+        """Remove these tags, re-checking each still points at its digest and moved before
+        `cutoff`; returns what went."""
 
     async def gc_delete_manifests(
         self, keys: list[tuple[str, str]], cutoff: float

@@ -24,7 +24,7 @@ from ocinest.storage.errors import (
     ReferenceProblem,
     ReferencesInvalid,
 )
-from ocinest.storage.meta import ManifestNode, Referrer, StoredManifest, Upload
+from ocinest.storage.meta import ManifestNode, Referrer, StoredManifest, TagHook, Upload
 from ocinest.storage.sql_gc import GCQueries
 
 # A blob's or a link's time is refreshed by a new push only when older than this (seconds).
@@ -251,10 +251,20 @@ class SQLMetaStore(GCQueries):
             for r in rows
         }
 
-    async def put_manifest(self, repository: str, manifest: Manifest, tag: str | None) -> None:
+    async def put_manifest(
+        self, repository: str, manifest: Manifest, tag: str | None, on_move: TagHook | None = None
+    ) -> None:
         def put(c: Connection) -> None:
-            repo_id = find_repo(c, repository, create=True)
             digest = str(manifest.digest)
+            if tag is not None and on_move is not None:
+                row = c.execute(
+                    "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repo_id "
+                    "WHERE r.name = ? AND t.name = ?",
+                    (repository, tag),
+                ).fetchone()
+                if row is not None and row[0] != digest:
+                    on_move(row[0])
+            repo_id = find_repo(c, repository, create=True)
             edges, problems = self._check_references(c, repository, repo_id, manifest)
             if problems:
                 raise ReferencesInvalid(problems)
@@ -291,7 +301,8 @@ class SQLMetaStore(GCQueries):
                 c.execute(
                     "INSERT INTO tags(repo_id, name, digest, updated_at) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT(repo_id, name) DO UPDATE "
-                    "SET digest = excluded.digest, updated_at = excluded.updated_at",
+                    "SET digest = excluded.digest, updated_at = excluded.updated_at "
+                    "WHERE tags.digest <> excluded.digest",
                     (repo_id, tag, digest, now),
                 )
 
@@ -350,7 +361,9 @@ class SQLMetaStore(GCQueries):
                 edges.append(("manifest", target_id, digest))
         return edges, problems
 
-    async def delete_manifest(self, repository: str, digest: Digest) -> None:
+    async def delete_manifest(
+        self, repository: str, digest: Digest, on_untag: TagHook | None = None
+    ) -> None:
         def delete(c: Connection) -> None:
             repo_id = find_repo(c, repository)
             key = (repo_id, str(digest))
@@ -369,6 +382,11 @@ class SQLMetaStore(GCQueries):
             ).fetchone()
             if user is not None:
                 raise ManifestReferenced(repository, str(digest), f"{user[0]}@{user[1]}")
+            if on_untag is not None:
+                for (tag,) in c.execute(
+                    "SELECT name FROM tags WHERE repo_id = ? AND digest = ? ORDER BY name", key
+                ).fetchall():
+                    on_untag(tag)
             c.execute("DELETE FROM tags WHERE repo_id = ? AND digest = ?", key)
             c.execute("DELETE FROM refs WHERE repo_id = ? AND digest = ?", key)
             c.execute("DELETE FROM reach WHERE repo_id = ? AND owner = ?", key)

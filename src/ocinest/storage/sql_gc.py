@@ -3,10 +3,10 @@ snapshot, deletions re-checked item by item under the write lock, and what fsck 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ocinest.storage.database import Connection, Database, find_repo
-from ocinest.storage.meta import GCPlan
+from ocinest.storage.meta import GCPlan, TagRecord
 
 
 class GCQueries:
@@ -16,8 +16,34 @@ class GCQueries:
 
     # Garbage collection
 
-    async def gc_plan(self, cutoff: float, delete_untagged: bool) -> GCPlan:
-        return await self._db.snapshot(lambda c: _gc_plan(c, cutoff, delete_untagged))
+    async def all_tags(self) -> list[TagRecord]:
+        rows = await self._db.snapshot(
+            lambda c: c.execute(
+                "SELECT r.name, t.name, t.digest, t.updated_at FROM tags t "
+                "JOIN repositories r ON r.id = t.repo_id"
+            ).fetchall()
+        )
+        return [TagRecord(r[0], r[1], r[2], float(r[3])) for r in rows]
+
+    async def gc_plan(
+        self, cutoff: float, delete_untagged: bool, release: Iterable[TagRecord] = ()
+    ) -> GCPlan:
+        released = {(t.repository, t.name, t.digest) for t in release}
+        return await self._db.snapshot(lambda c: _gc_plan(c, cutoff, delete_untagged, released))
+
+    async def gc_untag(self, tags: list[TagRecord], cutoff: float) -> list[TagRecord]:
+        def untag(c: Connection) -> list[TagRecord]:
+            return [
+                tag
+                for tag in tags
+                if c.execute(
+                    "DELETE FROM tags WHERE repo_id = ? AND name = ? AND digest = ? "
+                    "AND updated_at < ?",
+                    (find_repo(c, tag.repository), tag.name, tag.digest, cutoff),
+                ).rowcount
+            ]
+
+        return await self._db.write(untag)
 
     async def gc_delete_manifests(
         self, keys: list[tuple[str, str]], cutoff: float
@@ -129,7 +155,9 @@ class GCQueries:
         await self._db.write(forget)
 
 
-def _gc_plan(c: Connection, cutoff: float, delete_untagged: bool) -> GCPlan:
+def _gc_plan(
+    c: Connection, cutoff: float, delete_untagged: bool, release: set[tuple[str, str, str]]
+) -> GCPlan:
     names = {r[0]: r[1] for r in c.execute("SELECT id, name FROM repositories").fetchall()}
     manifests: dict[tuple[int, str], tuple[str | None, float, int]] = {
         (r[0], r[1]): (r[2], r[3], r[4])
@@ -144,25 +172,42 @@ def _gc_plan(c: Connection, cutoff: float, delete_untagged: bool) -> GCPlan:
             children.setdefault((repo_id, digest), []).append((target_repo, target))
         else:
             blob_refs.setdefault((repo_id, digest), []).append(target)
-    if delete_untagged:
-        roots = {(r[0], r[1]) for r in c.execute("SELECT repo_id, digest FROM tags")}
-        roots |= {key for key, (_, created, _) in manifests.items() if created >= cutoff}
-    else:
-        roots = set(manifests)
+    # Tags retention releases (still where they were, and older than the cutoff) hold
+    # nothing; the others are roots.
+    released: list[tuple[tuple[int, str], TagRecord]] = []
+    tagged: set[tuple[int, str]] = set()
+    for repo_id, name, digest, updated in c.execute(
+        "SELECT repo_id, name, digest, updated_at FROM tags"
+    ):
+        if updated < cutoff and (names[repo_id], name, digest) in release:
+            record = TagRecord(names[repo_id], name, digest, float(updated))
+            released.append(((repo_id, digest), record))
+        else:
+            tagged.add((repo_id, digest))
     by_subject: dict[tuple[int, str], list[tuple[int, str]]] = {}
     for (repo_id, digest), (subject, _, _) in manifests.items():
         if subject is not None:
             by_subject.setdefault((repo_id, subject), []).append((repo_id, digest))
-    # Live: reachable from the roots through children, nested edges and subjects.
-    live: set[tuple[int, str]] = set()
-    frontier = [key for key in roots if key in manifests]
-    while frontier:
-        key = frontier.pop()
-        if key in live:
-            continue
-        live.add(key)
-        frontier.extend(k for k in children.get(key, []) if k in manifests)
-        frontier.extend(by_subject.get(key, []))
+
+    def reach(roots: set[tuple[int, str]]) -> set[tuple[int, str]]:
+        """What the roots reach through children, nested edges and subjects."""
+        found: set[tuple[int, str]] = set()
+        frontier = [key for key in roots if key in manifests]
+        while frontier:
+            key = frontier.pop()
+            if key in found:
+                continue
+            found.add(key)
+            frontier.extend(k for k in children.get(key, []) if k in manifests)
+            frontier.extend(by_subject.get(key, []))
+        return found
+
+    young = {key for key, (_, created, _) in manifests.items() if created >= cutoff}
+    if delete_untagged:
+        roots = tagged | young
+    else:  # every manifest, but what only released tags reach
+        roots = (set(manifests) - reach({key for key, _ in released})) | tagged | young
+    live = reach(roots)
     dead = [
         (names[repo_id], digest, manifests[(repo_id, digest)][2])
         for repo_id, digest in manifests
@@ -174,4 +219,10 @@ def _gc_plan(c: Connection, cutoff: float, delete_untagged: bool) -> GCPlan:
         for digest, size, created in c.execute("SELECT digest, size, created_at FROM blobs")
         if digest not in live_blobs and created < cutoff
     ]
-    return GCPlan(sorted(dead), sorted(blobs))
+    # A released tag goes when its manifest goes, or stays tagged by another tag; a manifest
+    # that stays because something else reaches it (a kept parent) keeps its tags.
+    untag = sorted(
+        (tag for key, tag in released if key not in live or key in tagged),
+        key=lambda t: (t.repository, t.name),
+    )
+    return GCPlan(sorted(dead), sorted(blobs), untag)
