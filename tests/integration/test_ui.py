@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,6 +54,11 @@ def test_pages_of_a_signed_nested_tree(client: httpx.Client) -> None:
     r = client.get("/ui/myrepo/ko-build")
     assert r.status_code == 200
     assert "build-1" in r.text and tree.digest[:19] in r.text
+    # When the tag was pushed (a minute's slack for the clock turning over meanwhile).
+    now = time.time()
+    assert any(
+        time.strftime("%Y-%m-%d %H:%M", time.gmtime(t)) in r.text for t in (now, now - 60)
+    )
     assert "/ui/myrepo/ko-build/-/tree/build-1" in links(r.text)
     assert "/ui/myrepo/ko-build/app1" in links(r.text)  # the repositories below
 

@@ -156,6 +156,8 @@ async def test_a_manifest_is_found_by_tag_and_by_digest(meta: MetaStore) -> None
     assert await meta.get_manifest("repo", str(Digest.of(b"other"))) is None
     assert await meta.get_manifest("elsewhere", str(manifest.digest)) is None
     assert await meta.list_tags("repo", 10, None) == ["v1"]
+    [(tag, pushed)] = await meta.list_tags_pushed("repo", 10, None) or []
+    assert tag == "v1" and time.time() - 60 < pushed <= time.time()
     assert await meta.all_manifests() == [("repo", str(manifest.digest), manifest.raw)]
 
 

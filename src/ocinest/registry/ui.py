@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -198,11 +199,11 @@ async def repository_page(request: web.Request, name: str) -> web.Response:
     reg = registry(request)
     limit = _page_size(request)
     last = request.query.get("last") or None
-    tags = await reg.meta.list_tags(name, limit + 1, last)
+    tags = await reg.meta.list_tags_pushed(name, limit + 1, last)
     if tags is None:
         raise OCIError(ErrorCode.NAME_UNKNOWN, f"repository {name} is not known")
     rows = []
-    for tag in tags[:limit]:
+    for tag, pushed in tags[:limit]:
         manifest = await reg.meta.get_manifest(name, tag)
         if manifest is None:  # untagged since it was listed
             continue
@@ -215,6 +216,7 @@ async def repository_page(request: web.Request, name: str) -> web.Response:
                 "artifact_type": doc.get("artifactType"),
                 "size": _content_size(doc, len(manifest.content)),
                 "index": manifest.media_type in mt.INDEXES,
+                "pushed": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(pushed)),
             }
         )
     prefix = name + "/"
@@ -226,7 +228,7 @@ async def repository_page(request: web.Request, name: str) -> web.Response:
         title=name,
         name=name,
         rows=rows,
-        following=_query(last=tags[limit - 1], n=n) if len(tags) > limit else None,
+        following=_query(last=tags[limit - 1][0], n=n) if len(tags) > limit else None,
         first=_query(n=n) if last else None,
         below=nest(r[len(prefix) :] for r in below[:PAGE]),
         below_more=_query(q=prefix) if len(below) > PAGE else None,

@@ -152,6 +152,11 @@ class MetaStore(Protocol):
     async def list_tags(self, repository: str, limit: int, last: str | None) -> list[str] | None:
         """Tags in lexical order after `last`; None when the repository is unknown."""
 
+    async def list_tags_pushed(
+        self, repository: str, limit: int, last: str | None
+    ) -> list[tuple[str, float]] | None:
+        """As `list_tags`, each tag with when it last moved (Unix seconds)."""
+
     async def list_repositories(self, limit: int, last: str | None) -> list[str]:
         """Repository names in lexical order after `last`."""
 

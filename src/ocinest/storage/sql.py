@@ -404,15 +404,22 @@ class SQLMetaStore(GCQueries):
         await self._db.write(delete)
 
     async def list_tags(self, repository: str, limit: int, last: str | None) -> list[str] | None:
-        def tags(c: Connection) -> list[str] | None:
+        tags = await self.list_tags_pushed(repository, limit, last)
+        return None if tags is None else [name for name, _ in tags]
+
+    async def list_tags_pushed(
+        self, repository: str, limit: int, last: str | None
+    ) -> list[tuple[str, float]] | None:
+        def tags(c: Connection) -> list[tuple[str, float]] | None:
             repo_id = find_repo(c, repository)
             if repo_id is None:
                 return None
             rows = c.execute(
-                "SELECT name FROM tags WHERE repo_id = ? AND name > ? ORDER BY name LIMIT ?",
+                "SELECT name, updated_at FROM tags WHERE repo_id = ? AND name > ? "
+                "ORDER BY name LIMIT ?",
                 (repo_id, last or "", limit),
             ).fetchall()
-            return [r[0] for r in rows]
+            return [(r[0], float(r[1])) for r in rows]
 
         return await self._db.read(tags)
 
