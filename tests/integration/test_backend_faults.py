@@ -212,30 +212,33 @@ def readable(client: httpx.Client, repo: str, body: bytes) -> bool:
 # PostgreSQL
 
 
-def test_postgres_restarts_are_invisible_to_clients(
-    tmp_path: Path, postgres: Postgres, ceph: Ceph
-) -> None:
+@pytest.fixture
+def pg_s3_server(tmp_path: Path, postgres: Postgres, ceph: Ceph) -> Iterator[Server]:
+    """A server on the test's own PostgreSQL and the module's Ceph."""
     server = start_server(
         tmp_path, metadata="postgres", postgres_dsn=postgres.dsn, **ceph.settings()
     )
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            pushed = [push_image(client, "pg/app", tag="v0")]
-            url = f"{server.url}/v2/pg/app/manifests/v0"
-            # Every pooled connection in use once, so that all of them die with the server.
-            assert all(r.status_code == 200 for r, _ in many(16, lambda: httpx.get(url)))
-            for mode in ("fast", "immediate"):
-                postgres.stop(mode)
-                postgres.start()
-                answers = many(16, lambda: httpx.get(url, timeout=30))
-                assert [r.status_code for r, _ in answers] == [200] * 16, [
-                    r.text for r, _ in answers
-                ]
-                pushed.append(push_image(client, "pg/app", tag=mode))
-            assert all(readable(client, "pg/app", body) for _, body in pushed)
-        assert fsck(server).returncode == 0
-    finally:
-        server.stop()
+    yield server
+    server.stop()
+
+
+def test_postgres_restarts_are_invisible_to_clients(
+    pg_s3_server: Server, postgres: Postgres
+) -> None:
+    server = pg_s3_server
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        pushed = [push_image(client, "pg/app", tag="v0")]
+        url = f"{server.url}/v2/pg/app/manifests/v0"
+        # Every pooled connection in use once, so that all of them die with the server.
+        assert all(r.status_code == 200 for r, _ in many(16, lambda: httpx.get(url)))
+        for mode in ("fast", "immediate"):
+            postgres.stop(mode)
+            postgres.start()
+            answers = many(16, lambda: httpx.get(url, timeout=30))
+            assert [r.status_code for r, _ in answers] == [200] * 16, [r.text for r, _ in answers]
+            pushed.append(push_image(client, "pg/app", tag=mode))
+        assert all(readable(client, "pg/app", body) for _, body in pushed)
+    assert fsck(server).returncode == 0
 
 
 def test_postgres_down_is_503_at_once_and_recovers(tmp_path: Path, postgres: Postgres) -> None:
@@ -287,34 +290,27 @@ def test_postgres_down_is_503_at_once_and_recovers(tmp_path: Path, postgres: Pos
 
 
 def test_a_retried_put_completes_after_the_database_lost_its_commit(
-    tmp_path: Path, postgres: Postgres, ceph: Ceph
+    pg_s3_server: Server, postgres: Postgres
 ) -> None:
-    server = start_server(
-        tmp_path, metadata="postgres", postgres_dsn=postgres.dsn, **ceph.settings()
-    )
-    try:
-        with httpx.Client(base_url=server.url, timeout=60) as client:
-            data = os.urandom(6 << 20)
-            digest = sha256(data)
-            location = client.post("/v2/pg/blob/blobs/uploads/").headers["Location"]
+    server = pg_s3_server
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        data = os.urandom(6 << 20)
+        digest = sha256(data)
+        location = client.post("/v2/pg/blob/blobs/uploads/").headers["Location"]
 
-            def body_that_stops_the_database() -> Iterator[bytes]:
-                yield data[: 3 << 20]
-                postgres.stop("immediate")  # the session was looked up; the commit will fail
-                yield data[3 << 20 :]
+        def body_that_stops_the_database() -> Iterator[bytes]:
+            yield data[: 3 << 20]
+            postgres.stop("immediate")  # the session was looked up; the commit will fail
+            yield data[3 << 20 :]
 
-            r = client.put(
-                location, params={"digest": digest}, content=body_that_stops_the_database()
-            )
-            assert_unavailable(r, "metadata")
-            postgres.start()
-            # The client's retry of the same request, as a standard client makes it.
-            r = client.put(location, params={"digest": digest}, content=data)
-            assert r.status_code == 201, r.text
-            assert client.get(f"/v2/pg/blob/blobs/{digest}").content == data
-        assert fsck(server).returncode == 0
-    finally:
-        server.stop()
+        r = client.put(location, params={"digest": digest}, content=body_that_stops_the_database())
+        assert_unavailable(r, "metadata")
+        postgres.start()
+        # The client's retry of the same request, as a standard client makes it.
+        r = client.put(location, params={"digest": digest}, content=data)
+        assert r.status_code == 201, r.text
+        assert client.get(f"/v2/pg/blob/blobs/{digest}").content == data
+    assert fsck(server).returncode == 0
 
 
 # S3
