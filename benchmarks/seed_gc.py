@@ -103,7 +103,7 @@ async def seed(data: Path, repos: int, per_repo: int) -> dict[str, object]:
                 manifest = parse_manifest(body, OCI_MANIFEST)
                 if tag is None and i // 2 < pinned:
                     children.append((str(manifest.digest), manifest.size))
-                jobs.append(meta.put_manifest(name, manifest, tag))
+                jobs.append(meta.put_manifest(name, manifest, [tag] if tag else []))
                 if len(jobs) >= BATCH:
                     await asyncio.gather(*jobs)
                     jobs = []
@@ -115,7 +115,7 @@ async def seed(data: Path, repos: int, per_repo: int) -> dict[str, object]:
                     **{"bench.gc.index": f"{r}/{j}"},
                 )
                 manifest = parse_manifest(body, OCI_INDEX)
-                await meta.put_manifest(name, manifest, f"index-{j}" if j < 5 else None)
+                await meta.put_manifest(name, manifest, [f"index-{j}"] if j < 5 else [])
             total += per_repo + INDEXES_PER_REPO
     finally:
         await meta.close()

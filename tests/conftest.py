@@ -336,10 +336,19 @@ def push_artifact(
 
 
 def push_manifest(
-    client: httpx.Client, repo: str, reference: str, body: bytes, media_type: str = OCI_MANIFEST
+    client: httpx.Client,
+    repo: str,
+    reference: str,
+    body: bytes,
+    media_type: str = OCI_MANIFEST,
+    params: list[tuple[str, str]] | None = None,
 ) -> httpx.Response:
+    """PUT a manifest; `params` are query parameters (`tag`, `digest-algorithm`)."""
     return client.put(
-        f"/v2/{repo}/manifests/{reference}", content=body, headers={"Content-Type": media_type}
+        f"/v2/{repo}/manifests/{reference}",
+        content=body,
+        headers={"Content-Type": media_type},
+        params=params,
     )
 
 

@@ -7,7 +7,9 @@ import httpx
 import pytest
 
 from tests.conftest import Server, push_image, push_index, push_manifest
+from tests.integration.ocihttp import assert_error, assert_status
 from tests.integration.test_gc import gc, readable
+from tests.integration.test_manifest_tags import ALGORITHMS, tags_of, unpushed
 from tests.manifests import OCI_INDEX, index_manifest, nested, sha256
 
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
@@ -64,6 +66,25 @@ def test_an_immutable_tag_is_never_moved_or_deleted(
     assert client.delete(f"/v2/rel/scratch/manifests/{sha256(scratch)}").status_code == 202
     # A manifest pushed by digest, untagged, is deleted as usual.
     assert client.delete(f"/v2/rel/app/manifests/{sha256(other)}").status_code == 202
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_an_immutable_tag_parameter_refuses_the_whole_push(
+    immutable: Server, client: httpx.Client, algorithm: str
+) -> None:
+    repo = f"rel/params-{algorithm}"
+    first, _ = push_image(client, repo, "v1")
+    body, digest = unpushed(client, repo, algorithm)
+    params = [("tag", "latest"), ("tag", "v1"), ("tag", "v2")]
+    message = refusal(push_manifest(client, repo, digest, body, params=params))
+    assert f"{repo}:v1" in message and first in message
+    assert tags_of(client, repo) == ["v1"]
+    assert_error(client.get(f"/v2/{repo}/manifests/{digest}"), 404, "MANIFEST_UNKNOWN")
+    # Immutable tags not pushed yet are set like any other, with the rest.
+    r = push_manifest(client, repo, digest, body, params=[("tag", "latest"), ("tag", "v2")])
+    assert_status(r, 201)
+    assert r.headers.get_list("OCI-Tag") == ["latest", "v2"]
+    assert tags_of(client, repo) == ["latest", "v1", "v2"]
 
 
 def test_an_immutable_parent_tag_pins_its_nested_tree(

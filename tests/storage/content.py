@@ -78,7 +78,7 @@ async def push_image(
     meta: MetaStore, repository: str, tag: str | None = None, **extra: Any
 ) -> Manifest:
     manifest = await image(meta, repository, **extra)
-    await meta.put_manifest(repository, manifest, tag)
+    await meta.put_manifest(repository, manifest, [tag] if tag else [])
     return manifest
 
 

@@ -170,12 +170,12 @@ async def test_an_untagged_manifest_is_found_by_digest_only(meta: MetaStore) -> 
 async def test_a_manifest_under_sha512_is_found_by_that_digest(meta: MetaStore) -> None:
     plain = await image(meta, "repo")
     manifest = parse_manifest(plain.raw, plain.media_type, Digest.of(b"", "sha512"))
-    await meta.put_manifest("repo", manifest, "v1")
+    await meta.put_manifest("repo", manifest, ["v1"])
     assert manifest.digest == Digest.of(plain.raw, "sha512")
     assert await meta.get_manifest("repo", str(manifest.digest)) == as_stored("repo", manifest)
     assert await meta.get_manifest("repo", str(plain.digest)) is None
     # The same bytes under both algorithms are two manifests: either goes alone.
-    await meta.put_manifest("repo", plain, "v2")
+    await meta.put_manifest("repo", plain, ["v2"])
     await meta.delete_manifest("repo", manifest.digest)
     assert await meta.get_manifest("repo", "v2") == as_stored("repo", plain)
     assert await meta.get_manifest("repo", "v1") is None
@@ -188,7 +188,7 @@ async def test_a_manifest_whose_blobs_are_missing_is_refused(meta: MetaStore) ->
         [{"mediaType": "application/octet-stream", "digest": str(Digest.of(b"x")), "size": 1}],
     )
     with pytest.raises(ReferencesInvalid) as caught:
-        await meta.put_manifest("repo", manifest, "v1")
+        await meta.put_manifest("repo", manifest, ["v1"])
     assert missing(caught.value) == [True, True]
     assert await meta.get_manifest("repo", str(manifest.digest)) is None
     assert await meta.list_tags("repo", 10, None) is None  # nothing was created
@@ -198,15 +198,15 @@ async def test_a_descriptor_with_the_wrong_size_is_refused(meta: MetaStore) -> N
     config = await link(meta, "repo", b"config")
     manifest = image_manifest({**config, "size": 7}, [])
     with pytest.raises(ReferencesInvalid) as caught:
-        await meta.put_manifest("repo", manifest, None)
+        await meta.put_manifest("repo", manifest, [])
     assert missing(caught.value) == [False]
     assert await meta.get_manifest("repo", str(manifest.digest)) is None
 
 
 async def test_pushing_the_same_manifest_again_only_adds_the_tag(meta: MetaStore) -> None:
     manifest = await push_image(meta, "repo", "v1")
-    await meta.put_manifest("repo", manifest, "v2")
-    await meta.put_manifest("repo", manifest, None)
+    await meta.put_manifest("repo", manifest, ["v2"])
+    await meta.put_manifest("repo", manifest, [])
     assert await meta.list_tags("repo", 10, None) == ["v1", "v2"]
     assert await meta.all_manifests() == [("repo", str(manifest.digest), manifest.raw)]
 
@@ -231,7 +231,7 @@ async def test_delete_tag_keeps_the_manifest(meta: MetaStore) -> None:
 
 async def test_delete_manifest_removes_it_and_its_tags(meta: MetaStore) -> None:
     manifest = await push_image(meta, "repo", "v1")
-    await meta.put_manifest("repo", manifest, "v2")
+    await meta.put_manifest("repo", manifest, ["v2"])
     kept = await push_image(meta, "repo", "v3")
     await meta.delete_manifest("repo", manifest.digest)
     assert await meta.get_manifest("repo", str(manifest.digest)) is None
@@ -251,27 +251,46 @@ def refuse(what: str) -> None:
     raise Refused(what)
 
 
+def refuse_move(tag: str, current: str) -> None:
+    raise Refused(f"{tag} points at {current}")
+
+
 async def test_a_hook_on_a_moving_tag_can_refuse_the_push(meta: MetaStore) -> None:
     first = await push_image(meta, "repo", "v1")
     # The same manifest again: the tag does not move, the hook is not called, and the tag
     # keeps the time it last moved.
     (before,) = await meta.all_tags()
-    await meta.put_manifest("repo", first, "v1", refuse)
+    await meta.put_manifest("repo", first, ["v1"], refuse_move)
     assert await meta.all_tags() == [before]
     other = await image(meta, "repo")
-    with pytest.raises(Refused, match=str(first.digest)):
-        await meta.put_manifest("repo", other, "v1", refuse)
+    with pytest.raises(Refused, match=f"v1 points at {first.digest}"):
+        await meta.put_manifest("repo", other, ["v1"], refuse_move)
     assert await meta.get_manifest("repo", "v1") == as_stored("repo", first)
     assert await meta.get_manifest("repo", str(other.digest)) is None  # nothing stored
-    await meta.put_manifest("repo", other, "v2", refuse)  # a new tag does not move
-    await meta.put_manifest("repo", other, "v1")  # without the hook, it moves
+    await meta.put_manifest("repo", other, ["v2"], refuse_move)  # a new tag does not move
+    await meta.put_manifest("repo", other, ["v1"])  # without the hook, it moves
     (moved, _) = sorted(await meta.all_tags(), key=lambda t: t.name)
     assert (moved.digest, moved.updated_at > before.updated_at) == (str(other.digest), True)
 
 
+async def test_several_tags_move_together_or_not_at_all(meta: MetaStore) -> None:
+    first = await push_image(meta, "repo", "pinned")
+    other = await image(meta, "repo")
+    # One refused tag among several: nothing is stored, no tag is made or moved.
+    with pytest.raises(Refused, match=f"pinned points at {first.digest}"):
+        await meta.put_manifest("repo", other, ["new", "pinned", "newer"], refuse_move)
+    assert [t.name for t in await meta.all_tags()] == ["pinned"]
+    assert await meta.get_manifest("repo", str(other.digest)) is None
+    await meta.put_manifest("repo", other, ["a", "b", "pinned"])
+    tags = sorted(await meta.all_tags(), key=lambda t: t.name)
+    assert [(t.name, t.digest) for t in tags] == [
+        (n, str(other.digest)) for n in ["a", "b", "pinned"]
+    ]
+
+
 async def test_a_hook_on_each_tag_can_refuse_a_manifest_delete(meta: MetaStore) -> None:
     manifest = await push_image(meta, "repo", "v1")
-    await meta.put_manifest("repo", manifest, "v2")
+    await meta.put_manifest("repo", manifest, ["v2"])
     seen: list[str] = []
 
     def hook(tag: str) -> None:
@@ -291,7 +310,7 @@ async def test_tags_are_listed_in_byte_order_page_by_page(meta: MetaStore) -> No
     manifest = await push_image(meta, "repo")
     names = ["v10", "v2", "V1", "a", "latest", "1.0", "a-b", "a_b", "a.b", "Z"]
     for name in names:
-        await meta.put_manifest("repo", manifest, name)
+        await meta.put_manifest("repo", manifest, [name])
     ordered = sorted(names)  # code points: byte order, capitals first
     assert await meta.list_tags("repo", 100, None) == ordered
     assert await meta.list_tags("repo", 3, None) == ordered[:3]
@@ -365,9 +384,9 @@ async def nested_tree(meta: MetaStore) -> tuple[Manifest, Manifest, Manifest]:
     (tagged there)."""
     leaf = await push_image(meta, "p/a/b", "leaf-tag")
     mid = index_manifest([descriptor(leaf, "b")])
-    await meta.put_manifest("p/a", mid, None)
+    await meta.put_manifest("p/a", mid, [])
     top = index_manifest([descriptor(mid, "a")])
-    await meta.put_manifest("p", top, "v1")
+    await meta.put_manifest("p", top, ["v1"])
     return top, mid, leaf
 
 
@@ -410,7 +429,7 @@ async def test_reached_through_names_the_repositories_whose_indexes_reach_conten
 async def test_a_nested_child_must_exist_in_the_child_repository(meta: MetaStore) -> None:
     leaf = await push_image(meta, "p")  # in the parent, not in p/c
     with pytest.raises(ReferencesInvalid) as caught:
-        await meta.put_manifest("p", index_manifest([descriptor(leaf, "c")]), "v1")
+        await meta.put_manifest("p", index_manifest([descriptor(leaf, "c")]), ["v1"])
     assert [(p.missing, p.nested) for p in caught.value.problems] == [(True, True)]
     assert await meta.list_tags("p", 10, None) == []
 
@@ -421,7 +440,7 @@ async def test_a_referenced_manifest_cannot_be_deleted_until_its_index_goes(
     top, mid, leaf = await nested_tree(meta)
     plain = await push_image(meta, "p")
     local = index_manifest([descriptor(plain)])  # a child in the index's own repository
-    await meta.put_manifest("p", local, "set")
+    await meta.put_manifest("p", local, ["set"])
     for repository, manifest in [("p/a/b", leaf), ("p/a", mid), ("p", plain)]:
         with pytest.raises(ManifestReferenced):
             await meta.delete_manifest(repository, manifest.digest)
@@ -524,7 +543,7 @@ async def test_gc_delete_manifests_rechecks_each(meta: MetaStore) -> None:
     cutoff = time.time()
     planned = [(r, d) for r, d, _ in (await meta.gc_plan(cutoff, delete_untagged=True)).manifests]
     assert ("repo", str(retagged.digest)) in planned
-    await meta.put_manifest("repo", retagged, "v1")  # tagged since the plan was made
+    await meta.put_manifest("repo", retagged, ["v1"])  # tagged since the plan was made
     assert await meta.gc_delete_manifests(planned, cutoff - 3600) == []  # all too new
     # A child goes only once its index went; given index first, the tree goes at once.
     tree = [("p/a/b", str(leaf.digest)), ("p/a", str(mid.digest)), ("p", str(top.digest))]
@@ -546,7 +565,7 @@ def tag_of(tags: list[TagRecord], repository: str, name: str) -> TagRecord:
 async def test_released_tags_free_what_only_they_held(meta: MetaStore) -> None:
     top, mid, leaf = await nested_tree(meta)
     old = await push_image(meta, "repo", "old")
-    await meta.put_manifest("repo", old, "alias")
+    await meta.put_manifest("repo", old, ["alias"])
     alone = await push_image(meta, "repo", "alone")
     kept = await push_image(meta, "repo", "kept")
     loose = await push_image(meta, "repo")  # untagged, which only delete_untagged takes
@@ -574,7 +593,7 @@ async def test_released_tags_free_what_only_they_held(meta: MetaStore) -> None:
         ("p/a/b", str(leaf.digest)),
     }  # fmt: skip
     # A tag that moved since, or moved after the cutoff, is not released.
-    await meta.put_manifest("repo", old, "alone")
+    await meta.put_manifest("repo", old, ["alone"])
     plan = await meta.gc_plan(cutoff, False, release)
     assert ("repo", "alone") not in {(t.repository, t.name) for t in plan.tags}
     assert (await meta.gc_plan(cutoff - 3600, False, release)).tags == []
@@ -589,7 +608,7 @@ async def test_gc_untag_rechecks_each(meta: MetaStore) -> None:
     tags = await meta.all_tags()
     cutoff = tag_of(tags, "repo", "young").updated_at
     second = await push_image(meta, "repo")
-    await meta.put_manifest("repo", second, "moved")  # since the plan
+    await meta.put_manifest("repo", second, ["moved"])  # since the plan
     assert first.digest != second.digest
     gone = await meta.gc_untag(tags, cutoff)
     assert [t.name for t in gone] == ["stays"]
@@ -676,7 +695,7 @@ async def test_concurrent_moves_of_one_tag_leave_one_of_them(open_meta: OpenMeta
     stores = [open_meta(), open_meta()]
     candidates = [await image(stores[i % 2], "repo") for i in range(6)]
     await asyncio.gather(
-        *(stores[i % 2].put_manifest("repo", m, "latest") for i, m in enumerate(candidates))
+        *(stores[i % 2].put_manifest("repo", m, ["latest"]) for i, m in enumerate(candidates))
     )
     winner = await stores[0].get_manifest("repo", "latest")
     assert winner in [as_stored("repo", m) for m in candidates]
@@ -694,7 +713,7 @@ async def test_a_child_is_never_deleted_under_an_index_pushed_at_once(
         child = await push_image(pusher, "p/c")
         parent = index_manifest([descriptor(child, "c")])
         pushed, deleted = await asyncio.gather(
-            pusher.put_manifest("p", parent, None),
+            pusher.put_manifest("p", parent, []),
             deleter.delete_manifest("p/c", child.digest),
             return_exceptions=True,
         )
@@ -716,7 +735,7 @@ async def test_gc_never_deletes_a_blob_a_concurrent_push_references(open_meta: O
         manifest = image_manifest(config, [])
         cutoff = time.time()
         pushed, gone = await asyncio.gather(
-            pusher.put_manifest("repo", manifest, "v1"),
+            pusher.put_manifest("repo", manifest, ["v1"]),
             collector.gc_delete_blobs([config["digest"]], cutoff, lambda d: None),
             return_exceptions=True,
         )

@@ -46,12 +46,7 @@ class Digest:
         if len(value) > 256 or not _GRAMMAR.match(value):
             raise DigestError(f"invalid digest {value[:300]!r}")
         algorithm, encoded = value.split(":", 1)
-        pattern = _ENCODED.get(algorithm)
-        if pattern is None:
-            raise DigestError(
-                f"unsupported digest algorithm {algorithm!r} (supported: {', '.join(ALGORITHMS)})"
-            )
-        if not pattern.match(encoded):
+        if not _ENCODED[check_algorithm(algorithm)].match(encoded):
             raise DigestError(f"invalid {algorithm} digest {value!r}")
         return cls(algorithm, encoded)
 
@@ -66,9 +61,16 @@ class Digest:
         return ":" in value
 
 
+def check_algorithm(algorithm: str) -> str:
+    """`algorithm` when it is registered; raises `DigestError` otherwise."""
+    if algorithm not in _ENCODED:
+        raise DigestError(
+            f"unsupported digest algorithm {algorithm[:100]!r} (supported: {', '.join(ALGORITHMS)})"
+        )
+    return algorithm
+
+
 def new_hasher(algorithm: str = CANONICAL) -> Hasher:
     """A fresh hasher for a registered algorithm."""
-    if algorithm not in _ENCODED:
-        raise DigestError(f"unsupported digest algorithm {algorithm!r}")
-    h: Hasher = hashlib.new(algorithm)
+    h: Hasher = hashlib.new(check_algorithm(algorithm))
     return h

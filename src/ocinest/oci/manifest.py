@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ocinest.oci import mediatypes as mt
-from ocinest.oci.digest import Digest, DigestError
+from ocinest.oci.digest import CANONICAL, Digest, DigestError, check_algorithm
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.names import child_path_problem
 from ocinest.oci.nested import NESTED_ANNOTATION as NESTED_ANNOTATION  # re-exported
@@ -145,10 +145,14 @@ class Manifest:
         return self.media_type in mt.INDEXES
 
 
-def parse_manifest(raw: bytes, content_type: str | None, digest: Digest | None = None) -> Manifest:
+def parse_manifest(
+    raw: bytes, content_type: str | None, digest: Digest | str | None = None
+) -> Manifest:
     """Parse and validate a manifest pushed with `content_type`.
 
-    `digest` is the digest the client named (its algorithm is used); otherwise sha256.
+    `digest` is the digest the client named, or only the algorithm it asked for (the
+    `digest-algorithm` parameter): the manifest's digest is of that algorithm; otherwise
+    sha256.
     """
     if len(raw) > MAX_MANIFEST_SIZE:
         raise OCIError(
@@ -182,7 +186,8 @@ def parse_manifest(raw: bytes, content_type: str | None, digest: Digest | None =
         if media_type == mt.DOCKER_MANIFEST_LIST and artifact_type is not None:
             raise _invalid("a Docker manifest list has no artifactType")
         references = _index_references(doc)
-    computed = Digest.of(raw, digest.algorithm if digest else "sha256")
+    algorithm = digest if isinstance(digest, str) else digest.algorithm if digest else CANONICAL
+    computed = Digest.of(raw, check_algorithm(algorithm))
     return Manifest(
         media_type, computed, raw, tuple(references), subject, artifact_type, annotations
     )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from ocinest.oci import mediatypes as mt
-from ocinest.oci.digest import Digest
+from ocinest.oci.digest import CANONICAL, Digest, check_algorithm
 from ocinest.oci.errors import ErrorCode, ErrorDetail, OCIError
 from ocinest.oci.manifest import MAX_MANIFEST_SIZE, check_child_paths, parse_manifest
 from ocinest.oci.names import is_tag
@@ -80,23 +81,48 @@ async def _read_manifest_body(request: web.Request) -> bytes:
     return bytes(body)
 
 
-async def put_manifest(request: web.Request, name: str, reference: str) -> web.Response:
-    reg = registry(request)
-    tag: str | None = None
-    requested: Digest | None = None
+def _invalid_tag(tag: str) -> OCIError:
+    return OCIError(
+        ErrorCode.MANIFEST_INVALID,
+        f"invalid tag {tag[:200]!r}: tags match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}",
+    )
+
+
+def _push_target(request: web.Request, reference: str) -> tuple[list[str], Digest | str]:
+    """The tags a push points at the manifest, and the digest it names or the algorithm
+    it asks for. A push by digest may carry tags as `tag` parameters (each answered with an
+    `OCI-Tag` header); a push by tag may ask for a `digest-algorithm`."""
+    query = request.query
+    algorithm = query.get("digest-algorithm")
+    tags = list(dict.fromkeys(query.getall("tag", [])))  # in order, each once
+    for tag in tags:
+        if not is_tag(tag):
+            raise _invalid_tag(tag)
     if Digest.looks_like(reference):
         requested = Digest.parse(reference)
-    elif is_tag(reference):
-        tag = reference
-    else:
+        if algorithm is not None and algorithm != requested.algorithm:
+            raise OCIError(
+                ErrorCode.DIGEST_INVALID,
+                f"digest-algorithm {algorithm[:100]!r} differs from the digest {requested}",
+            )
+        return tags, requested
+    if not is_tag(reference):
+        raise _invalid_tag(reference)
+    if tags:
         raise OCIError(
             ErrorCode.MANIFEST_INVALID,
-            f"invalid tag {reference[:200]!r}: tags match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}",
+            f"tag parameters are for a push by digest; this push is by the tag {reference!r}",
         )
+    return [reference], check_algorithm(CANONICAL if algorithm is None else algorithm)
+
+
+async def put_manifest(request: web.Request, name: str, reference: str) -> web.Response:
+    reg = registry(request)
+    tags, requested = _push_target(request, reference)
     manifest = parse_manifest(
         await _read_manifest_body(request), request.headers.get("Content-Type"), requested
     )
-    if requested is not None and manifest.digest != requested:
+    if isinstance(requested, Digest) and manifest.digest != requested:
         raise OCIError(
             ErrorCode.DIGEST_INVALID,
             f"manifest has digest {manifest.digest}, not {requested}",
@@ -117,20 +143,24 @@ async def put_manifest(request: web.Request, name: str, reference: str) -> web.R
     ]
     if denied:
         raise OCIError.many(denied)
-    on_move = None
-    if tag is not None and reg.config.immutable_tags(name, tag):
-        pinned = tag
+    pinned = {tag for tag in tags if reg.config.immutable_tags(name, tag)}
 
-        def on_move(current: str) -> None:
-            raise _immutable(name, pinned, f"it points at {current}; push under a new tag")
+    def on_move(tag: str, current: str) -> None:
+        if tag in pinned:
+            raise _immutable(name, tag, f"it points at {current}; push under a new tag")
 
-    await reg.meta.put_manifest(name, manifest, tag, on_move)
-    headers = {
-        "Location": f"/v2/{name}/manifests/{manifest.digest}",
-        "Docker-Content-Digest": str(manifest.digest),
-    }
+    await reg.meta.put_manifest(name, manifest, tags, on_move if pinned else None)
+    headers = CIMultiDict(
+        {
+            "Location": f"/v2/{name}/manifests/{manifest.digest}",
+            "Docker-Content-Digest": str(manifest.digest),
+        }
+    )
     if manifest.subject is not None:
         headers["OCI-Subject"] = str(manifest.subject.digest)
+    if isinstance(requested, Digest):  # the tag parameters, each confirmed
+        for tag in tags:
+            headers.add("OCI-Tag", tag)
     return web.Response(status=201, headers=headers)
 
 

@@ -12,6 +12,9 @@ from ocinest.oci.manifest import Manifest
 
 # Called inside a write transaction with a tag or digest; what it raises refuses the write.
 TagHook = Callable[[str], None]
+# Called inside a write transaction with a tag and the digest it points at; what it raises
+# refuses the write.
+MoveHook = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -125,15 +128,20 @@ class MetaStore(Protocol):
         """The manifests at (repository, digest) `keys` that exist, in one lookup."""
 
     async def put_manifest(
-        self, repository: str, manifest: Manifest, tag: str | None, on_move: TagHook | None = None
+        self,
+        repository: str,
+        manifest: Manifest,
+        tags: list[str],
+        on_move: MoveHook | None = None,
     ) -> None:
-        """Store `manifest` and its reference edges, and point `tag` at it, atomically. A tag
-        pushed again at the manifest it points at keeps the time it last moved.
+        """Store `manifest` and its reference edges, and point each of `tags` at it, all
+        atomically. A tag pushed again at the manifest it points at keeps the time it last
+        moved.
 
-        Raises `ReferencesInvalid` (one problem per missing or mismatched reference). When
-        `tag` already points at another manifest, `on_move` is first called with that
-        manifest's digest, inside the transaction: what it raises refuses the push, and
-        nothing is stored.
+        Raises `ReferencesInvalid` (one problem per missing or mismatched reference). For
+        each tag that already points at another manifest, `on_move` is first called with
+        the tag and that manifest's digest, inside the transaction: what it raises refuses
+        the push, and nothing is stored (no manifest, no tag).
         """
 
     async def delete_manifest(

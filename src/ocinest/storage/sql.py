@@ -24,7 +24,14 @@ from ocinest.storage.errors import (
     ReferenceProblem,
     ReferencesInvalid,
 )
-from ocinest.storage.meta import ManifestNode, Referrer, StoredManifest, TagHook, Upload
+from ocinest.storage.meta import (
+    ManifestNode,
+    MoveHook,
+    Referrer,
+    StoredManifest,
+    TagHook,
+    Upload,
+)
 from ocinest.storage.sql_gc import GCQueries
 
 # A blob's or a link's time is refreshed by a new push only when older than this (seconds).
@@ -206,9 +213,7 @@ class SQLMetaStore(GCQueries):
     async def reached_through(self, repository: str, digest: str, kind: str) -> list[str]:
         # Reached itself, or a referrer (a manifest whose subject is reached) or a blob of one.
         if kind == "manifest":
-            referrer = (
-                "SELECT m.subject FROM manifests m WHERE m.repo_id = t.id AND m.digest = ?"
-            )
+            referrer = "SELECT m.subject FROM manifests m WHERE m.repo_id = t.id AND m.digest = ?"
         else:
             referrer = (
                 "SELECT m.subject FROM refs f JOIN manifests m"
@@ -252,18 +257,23 @@ class SQLMetaStore(GCQueries):
         }
 
     async def put_manifest(
-        self, repository: str, manifest: Manifest, tag: str | None, on_move: TagHook | None = None
+        self,
+        repository: str,
+        manifest: Manifest,
+        tags: list[str],
+        on_move: MoveHook | None = None,
     ) -> None:
         def put(c: Connection) -> None:
             digest = str(manifest.digest)
-            if tag is not None and on_move is not None:
-                row = c.execute(
-                    "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repo_id "
-                    "WHERE r.name = ? AND t.name = ?",
-                    (repository, tag),
-                ).fetchone()
-                if row is not None and row[0] != digest:
-                    on_move(row[0])
+            if on_move is not None:
+                for tag in tags:
+                    row = c.execute(
+                        "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repo_id "
+                        "WHERE r.name = ? AND t.name = ?",
+                        (repository, tag),
+                    ).fetchone()
+                    if row is not None and row[0] != digest:
+                        on_move(tag, row[0])
             repo_id = find_repo(c, repository, create=True)
             edges, problems = self._check_references(c, repository, repo_id, manifest)
             if problems:
@@ -297,14 +307,13 @@ class SQLMetaStore(GCQueries):
                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     [(repo_id, digest, *edge) for edge in _closure(c, nested)],
                 )
-            if tag is not None:
-                c.execute(
-                    "INSERT INTO tags(repo_id, name, digest, updated_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(repo_id, name) DO UPDATE "
-                    "SET digest = excluded.digest, updated_at = excluded.updated_at "
-                    "WHERE tags.digest <> excluded.digest",
-                    (repo_id, tag, digest, now),
-                )
+            c.executemany(
+                "INSERT INTO tags(repo_id, name, digest, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(repo_id, name) DO UPDATE "
+                "SET digest = excluded.digest, updated_at = excluded.updated_at "
+                "WHERE tags.digest <> excluded.digest",
+                [(repo_id, tag, digest, now) for tag in tags],
+            )
 
         await self._db.write(put)
 
