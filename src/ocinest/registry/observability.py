@@ -8,6 +8,8 @@ import logging
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.helpers import must_be_empty_body
+from aiohttp.web_fileresponse import NOSENDFILE
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ocinest.oci.errors import OCIError
@@ -40,11 +42,25 @@ def received(request: web.BaseRequest) -> int:
     return request.content.total_bytes
 
 
+def sent(request: web.BaseRequest, response: web.StreamResponse) -> int:
+    """Bytes of the answer written to the connection: status line, headers and body. A file
+    answer's body goes by sendfile, past aiohttp's count, unless aiohttp falls back to
+    writing it (AIOHTTP_NOSENDFILE, compression)."""
+    length = response.body_length
+    if (
+        isinstance(response, web.FileResponse)
+        and not (NOSENDFILE or response.compression)
+        and not must_be_empty_body(request.method, response.status)
+    ):
+        length += response.content_length or 0
+    return length
+
+
 def count_bytes(request: web.BaseRequest, response: web.StreamResponse) -> None:
     """Count the bytes of an answered request (once it is sent)."""
     route = route_of(request)
     RECEIVED.labels(route).inc(received(request))
-    SENT.labels(route).inc(response.body_length)
+    SENT.labels(route).inc(sent(request, response))
 
 
 FIELDS = "fields"  # the `extra` key of a log record's structured fields
@@ -82,7 +98,7 @@ class JSONAccessLogger(AbstractAccessLogger):
             "repository": request.get(REPOSITORY),
             "upload_id": request.get(UPLOAD_ID) or response.headers.get("Docker-Upload-UUID"),
             "bytes_in": received(request),
-            "bytes": response.body_length,
+            "bytes": sent(request, response),
             "ms": round(time_ * 1000, 2),
             "ua": request.headers.get("User-Agent", ""),
         }
