@@ -124,7 +124,9 @@ async def _api_headers(request: web.Request, response: web.StreamResponse) -> No
 
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Metrics of every answer."""
+    """Metrics of every answer. The route is the aiohttp route's name until a handler names
+    it better (the API's and the pages' own routes)."""
+    request[observability.ROUTE] = request.match_info.route.name or "none"
     start = time.perf_counter()
     status = 500
     try:

@@ -24,11 +24,10 @@ UPLOAD_ID = web.RequestKey("upload_id", str)
 
 
 def route_of(request: web.BaseRequest) -> str:
-    """The request's route: the API's, the pages', or the name of the aiohttp route."""
-    route = request.get(ROUTE)
-    if route is None and isinstance(request, web.Request):
-        route = request.match_info.route.name
-    return route or "none"
+    """The request's route (see `api_middleware`); `malformed` for one too broken to reach
+    the application."""
+    route: str = request.get(ROUTE, "malformed")
+    return route
 
 
 def observe(request: web.Request, status: int, seconds: float) -> None:
