@@ -52,6 +52,7 @@ def on_the_wire(server: Server, method: str, path: str) -> bytes:
     return answer
 
 
+@pytest.mark.stores  # a file answer goes by sendfile, an S3 one is streamed
 def test_bytes_received_and_sent_by_route(server: Server, client: httpx.Client) -> None:
     data = os.urandom(1000)
     before = scrape(client)
@@ -67,6 +68,7 @@ def test_bytes_received_and_sent_by_route(server: Server, client: httpx.Client) 
     assert moved(before, after, sent, route="blob") == len(get) + len(head)
 
 
+@pytest.mark.stores
 def test_uploads_in_progress(client: httpx.Client) -> None:
     gauge = "ocinest_uploads_in_progress"
     start = value(scrape(client), gauge)
@@ -113,6 +115,7 @@ def gc_server(tmp_path: Path) -> Iterator[Server]:
     srv.stop()
 
 
+@pytest.mark.stores
 def test_scheduled_gc_counts_what_it_deleted(gc_server: Server) -> None:
     with httpx.Client(base_url=gc_server.url, timeout=30) as client:
         before = scrape(client)  # an empty registry: nothing for GC to take but what follows
