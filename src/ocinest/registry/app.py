@@ -100,7 +100,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         handler, action = methods[request.method]
         params: dict[str, Any] = m.groupdict()
         if "name" in params:
-            validate_name(params["name"])
+            request[observability.REPOSITORY] = validate_name(params["name"])
+        if "upload_id" in params:
+            request[observability.UPLOAD_ID] = params["upload_id"]
         request[IDENTITY] = await registry(request).auth.identify(request)
         await authorize(request, route, action, params)
         return await handler(request, **params)
@@ -108,6 +110,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 
 async def token(request: web.Request) -> web.Response:
+    request[observability.ROUTE] = "token"
     auth = registry(request).auth
     if auth.signing_key is None:
         raise web.HTTPNotFound()
@@ -121,7 +124,9 @@ async def _api_headers(request: web.Request, response: web.StreamResponse) -> No
 
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Metrics of every answer."""
+    """Metrics of every answer. The route is the aiohttp route's name until a handler names
+    it better (the API's and the pages' own routes)."""
+    request[observability.ROUTE] = request.match_info.route.name or "none"
     start = time.perf_counter()
     status = 500
     try:
@@ -156,9 +161,9 @@ def create_app(config: Config) -> web.Application:
     app.router.add_route("*", files.PREFIX + "{tail:(?s:.*)}", files.serve)
     app.router.add_route("GET", "/auth/token", token)
     app.router.add_route("POST", "/auth/token", token)
-    app.router.add_get("/metrics", observability.metrics)
-    app.router.add_get("/healthz", observability.health)
-    app.router.add_get("/readyz", observability.ready)
+    app.router.add_get("/metrics", observability.metrics, name="metrics")
+    app.router.add_get("/healthz", observability.health, name="healthz")
+    app.router.add_get("/readyz", observability.ready, name="readyz")
     if config.ui:
         ui.add_routes(app)
     return app

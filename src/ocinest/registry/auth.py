@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.registry.config import Config
+from ocinest.registry.metrics import AUTH_FAILURES
 from ocinest.registry.policy import ACTIONS, Policy
 
 # How long a checked password is remembered (bcrypt takes tens of milliseconds a check), and
@@ -254,7 +255,9 @@ class Auth:
             return Identity(await self.basic_user(credentials.strip(), request))
         if self.mode == "token" and scheme.lower() == "bearer":
             return self._verify(credentials.strip(), request)
-        raise self._unauthorized(request, f"{scheme or 'these'} credentials are not accepted here")
+        raise self._unauthorized(
+            request, f"{scheme or 'these'} credentials are not accepted here", reason="scheme"
+        )
 
     async def identify_basic(self, request: web.Request) -> Identity:
         """The caller, taking Basic credentials in token mode too: for the clients that send
@@ -262,6 +265,7 @@ class Auth:
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         if self.mode == "token" and scheme.lower() == "basic":
             if self.htpasswd is None:
+                AUTH_FAILURES.labels("scheme").inc()
                 raise OCIError(
                     ErrorCode.UNAUTHORIZED,
                     "this registry trusts an external token issuer only: it has no htpasswd "
@@ -288,7 +292,7 @@ class Auth:
         # Any bytes: a user name that is not UTF-8 is one that no htpasswd line has.
         name = user.decode(errors="surrogateescape")
         if not sep or not await self.login(name, password, request):
-            raise self._unauthorized(request, "wrong user name or password")
+            raise self._unauthorized(request, "wrong user name or password", reason="credentials")
         return name
 
     async def login(self, user: str, password: bytes, request: web.Request) -> bool:
@@ -299,6 +303,7 @@ class Auth:
         wait = self.failures.attempt(address, user)
         if wait:
             seconds = str(math.ceil(wait))
+            AUTH_FAILURES.labels("rate_limited").inc()
             raise OCIError(
                 ErrorCode.TOOMANYREQUESTS,
                 f"too many failed logins from {address or 'this client'}; retry in {seconds} s",
@@ -325,7 +330,7 @@ class Auth:
             )
         except (jwt.PyJWTError, KeyError) as exc:
             raise self._unauthorized(
-                request, f"invalid token: {exc}", error="invalid_token"
+                request, f"invalid token: {exc}", reason="token", error="invalid_token"
             ) from None
         grants: dict[str, frozenset[str]] = {}
         for entry in claims.get("access") or []:
@@ -356,7 +361,7 @@ class Auth:
     def require_login(self, identity: Identity, request: web.Request) -> None:
         """For `/v2/` and the catalog: any valid credentials (or no auth at all)."""
         if self.mode != "none" and identity.user is None and identity.grants is None:
-            raise self._unauthorized(request, "authentication required")
+            raise self._unauthorized(request, "authentication required", reason="anonymous")
 
     def deny(
         self, identity: Identity, request: web.Request, repository: str, actions: str
@@ -365,9 +370,13 @@ class Auth:
             return self._unauthorized(
                 request,
                 f"{actions} access to repository {repository} is required",
+                reason="anonymous"
+                if identity.user is None and identity.grants is None
+                else "scope",
                 scope=f"repository:{repository}:{actions}",
                 error="insufficient_scope" if identity.grants is not None else None,
             )
+        AUTH_FAILURES.labels("denied").inc()
         return OCIError(
             ErrorCode.DENIED, f"{identity.user} may not {actions} repository {repository}"
         )
@@ -377,9 +386,13 @@ class Auth:
         request: web.Request,
         detail: str,
         *,
+        reason: str,
         scope: str | None = None,
         error: str | None = None,
     ) -> OCIError:
+        """A 401 with the challenge of the auth mode, counted by `reason` (see
+        docs/operations.md#metrics)."""
+        AUTH_FAILURES.labels(reason).inc()
         if self.mode == "token":
             params = [f'realm="{self.realm(request)}"', f'service="{self.config.token_service}"']
             if scope:
@@ -463,6 +476,7 @@ async def token_endpoint(request: web.Request, auth: Auth) -> web.Response:
             )
         user = form.get("username", b"").decode(errors="surrogateescape")
         if not await auth.login(user, form.get("password", b""), request):
+            AUTH_FAILURES.labels("credentials").inc()
             raise OCIError(ErrorCode.UNAUTHORIZED, "wrong user name or password")
         service = form.get("service", auth.config.token_service.encode()).decode(errors="replace")
         scopes = form.get("scope", b"").decode(errors="replace").split()

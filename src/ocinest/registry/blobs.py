@@ -18,6 +18,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ocinest.oci.digest import Digest
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.names import validate_name
+from ocinest.registry.metrics import UPLOADS
 from ocinest.registry.state import Registry, access, registry
 from ocinest.storage.errors import ChunkRefused, UploadComplete, UploadOffsetMismatch
 from ocinest.storage.meta import Upload
@@ -216,6 +217,7 @@ async def _new_session(reg: Registry, name: str) -> str:
     except BaseException:
         await reg.blobs.abort(upload_id)
         raise
+    UPLOADS.inc()
     return upload_id
 
 
@@ -253,6 +255,7 @@ async def _monolithic(
         # The row first, as in a cancel: a crash in between leaves only data, which gc removes.
         await reg.meta.delete_upload(upload_id)
         await reg.blobs.abort(upload_id)
+        UPLOADS.dec()
         raise
     return _created(name, digest)
 
@@ -263,6 +266,7 @@ async def _commit(reg: Registry, name: str, upload_id: str, digest: Digest) -> N
     await reg.meta.link_blob(
         name, digest, size, lambda: reg.blobs.publish(upload_id, digest), upload_id
     )
+    UPLOADS.dec()
     await reg.blobs.abort(upload_id)
 
 
@@ -351,5 +355,6 @@ async def cancel_upload(request: web.Request, name: str, upload_id: str) -> web.
     await _session(reg, name, upload_id)
     # The record first: a crash in between leaves only data, which gc removes.
     await reg.meta.delete_upload(upload_id)
+    UPLOADS.dec()
     await reg.blobs.abort(upload_id)
     return web.Response(status=204)

@@ -89,6 +89,8 @@ class Config:
     token_service: str = "ocinest"
     token_realm: str | None = None
     token_ttl: float = 300
+    # /metrics asks for a user (Basic, against the htpasswd users) when auth is configured.
+    metrics_auth: bool = False
     # The read-only web pages under /ui/ (and `/` redirecting there).
     ui: bool = True
     # TLS: both files in PEM.

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from ocinest.oci.digest import Digest
+from ocinest.registry import metrics
 from ocinest.registry.state import Registry
 from ocinest.storage.meta import TagRecord
 
@@ -38,6 +39,8 @@ class GCReport:
     blobs: list[tuple[str, int]] = field(default_factory=list)
     uploads: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Blobs stored once the run is done (count, bytes) of those there when it began.
+    stored: tuple[int, int] | None = None
 
     def summary(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
@@ -120,6 +123,7 @@ async def collect(
     expired = now - reg.config.upload_ttl
     for upload in await meta.expired_uploads(expired):
         await meta.delete_upload(upload.id)
+        metrics.UPLOADS.dec()
         await blobs.abort(upload.id)
         report.uploads.append(upload.id)
     # Data of sessions with no record (left by a crash between writing data and its row, or
@@ -129,6 +133,9 @@ async def collect(
             await blobs.abort(upload_id)
             report.uploads.append(upload_id)
     report.seconds = time.monotonic() - start
+    deleted = {digest for digest, _ in report.blobs}
+    kept = [size for digest, size in known.items() if digest not in deleted]
+    report.stored = (len(kept), sum(kept))
     return report
 
 
@@ -147,6 +154,21 @@ def exclusive(reg: Registry) -> Iterator[bool]:
         os.close(fd)
 
 
+def _count(report: GCReport) -> None:
+    """The metrics of a scheduled collection that went through."""
+    metrics.GC_RUNS.labels("ok").inc()
+    metrics.GC_SECONDS.observe(report.seconds)
+    metrics.GC_DELETED.labels("tag").inc(len(report.tags))
+    metrics.GC_DELETED.labels("manifest").inc(len(report.manifests))
+    metrics.GC_DELETED.labels("blob").inc(len(report.blobs))
+    metrics.GC_DELETED.labels("upload").inc(len(report.uploads))
+    metrics.GC_FREED.labels("manifest").inc(sum(size for _, _, size in report.manifests))
+    metrics.GC_FREED.labels("blob").inc(sum(size for _, size in report.blobs))
+    if report.stored is not None:
+        metrics.STORED_BLOBS.set(report.stored[0])
+        metrics.STORED_BLOB_BYTES.set(report.stored[1])
+
+
 async def schedule(reg: Registry) -> None:
     """Collect every `gc_interval` seconds inside `serve` (one worker at a time)."""
     config = reg.config
@@ -161,4 +183,8 @@ async def schedule(reg: Registry) -> None:
                 )
                 log.info(report.summary())
             except Exception:
+                metrics.GC_RUNS.labels("failed").inc()
                 log.exception("scheduled garbage collection failed")
+            else:
+                _count(report)
+            metrics.GC_LAST.set_to_current_time()

@@ -26,6 +26,7 @@ from ocinest.oci.names import is_tag
 from ocinest.oci.nested import DISCOVERY_HEADERS, NESTED_ANNOTATION, TreeNode
 from ocinest.registry.config import Config
 from ocinest.registry.listing import count_param
+from ocinest.registry.metrics import TREE_BYTES
 from ocinest.registry.state import registry
 from ocinest.storage.meta import ManifestNode
 
@@ -238,4 +239,5 @@ async def get_tree(request: web.Request, name: str, reference: str) -> web.Respo
         level = await loop.run_in_executor(reg.cpu, tree.expand, level, found, depth)
         depth += 1
     body = await loop.run_in_executor(reg.cpu, lambda: json.dumps(root).encode())
+    TREE_BYTES.observe(len(body))
     return web.Response(body=body, content_type="application/json", headers=headers)

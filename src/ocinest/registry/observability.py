@@ -8,26 +8,58 @@ import logging
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from aiohttp.helpers import must_be_empty_body
+from aiohttp.web_fileresponse import NOSENDFILE
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ocinest.oci.errors import OCIError
+from ocinest.registry.auth import IDENTITY
+from ocinest.registry.metrics import LATENCY, RECEIVED, REQUESTS, SENT
 from ocinest.registry.state import registry
 
-REQUESTS = Counter(
-    "ocinest_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
-)
-LATENCY = Histogram(
-    "ocinest_http_request_duration_seconds",
-    "Time to answer an HTTP request",
-    ["route"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5, 10, 60),
-)
+# What the access log and the metrics tell of a request, set where it is routed.
 ROUTE = web.RequestKey("route", str)
+REPOSITORY = web.RequestKey("repository", str)
+UPLOAD_ID = web.RequestKey("upload_id", str)
+
+
+def route_of(request: web.BaseRequest) -> str:
+    """The request's route (see `api_middleware`); `malformed` for one too broken to reach
+    the application."""
+    route: str = request.get(ROUTE, "malformed")
+    return route
 
 
 def observe(request: web.Request, status: int, seconds: float) -> None:
-    route = request.get(ROUTE, "none")
+    route = route_of(request)
     REQUESTS.labels(request.method, route, str(status)).inc()
     LATENCY.labels(route).observe(seconds)
+
+
+def received(request: web.BaseRequest) -> int:
+    """Bytes of the request's body received so far."""
+    return request.content.total_bytes
+
+
+def sent(request: web.BaseRequest, response: web.StreamResponse) -> int:
+    """Bytes of the answer written to the connection: status line, headers and body. A file
+    answer's body goes by sendfile, past aiohttp's count, unless aiohttp falls back to
+    writing it (AIOHTTP_NOSENDFILE, compression)."""
+    length = response.body_length
+    if (
+        isinstance(response, web.FileResponse)
+        and not (NOSENDFILE or response.compression)
+        and not must_be_empty_body(request.method, response.status)
+    ):
+        length += response.content_length or 0
+    return length
+
+
+def count_bytes(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """Count the bytes of an answered request (once it is sent)."""
+    route = route_of(request)
+    RECEIVED.labels(route).inc(received(request))
+    SENT.labels(route).inc(sent(request, response))
 
 
 FIELDS = "fields"  # the `extra` key of a log record's structured fields
@@ -54,12 +86,18 @@ class JSONAccessLogger(AbstractAccessLogger):
     """One line a request on the `ocinest.access` logger, its fields structured."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
+        identity = request.get(IDENTITY)
         fields = {
             "remote": request.remote,
             "method": request.method,
             "path": request.path,
             "status": response.status,
-            "bytes": response.body_length,
+            "action": route_of(request),
+            "user": identity.user if identity is not None else None,
+            "repository": request.get(REPOSITORY),
+            "upload_id": request.get(UPLOAD_ID) or response.headers.get("Docker-Upload-UUID"),
+            "bytes_in": received(request),
+            "bytes": sent(request, response),
             "ms": round(time_ * 1000, 2),
             "ua": request.headers.get("User-Agent", ""),
         }
@@ -72,6 +110,14 @@ class JSONAccessLogger(AbstractAccessLogger):
 
 
 async def metrics(request: web.Request) -> web.Response:
+    reg = registry(request)
+    if reg.config.metrics_auth:
+        # Basic even in token mode: a scraper holds a password, not a short-lived token.
+        request[IDENTITY] = identity = await reg.auth.identify_basic(request)
+        try:
+            reg.auth.require_login(identity, request)
+        except OCIError as err:
+            raise reg.auth.basic_challenge(err) from None
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

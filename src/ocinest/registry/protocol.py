@@ -26,7 +26,8 @@ from aiohttp.web_request import BaseRequest
 from ocinest.oci.errors import ErrorCode, ErrorDetail, OCIError
 from ocinest.registry.app import API_HEADERS
 from ocinest.registry.config import Config
-from ocinest.registry.observability import REQUESTS, JSONAccessLogger
+from ocinest.registry.metrics import REQUESTS
+from ocinest.registry.observability import JSONAccessLogger, count_bytes
 
 log = logging.getLogger("ocinest.registry")
 
@@ -133,6 +134,7 @@ class Protocol(RequestHandler):
         if self.stopping:
             resp.force_close()  # "Connection: close"
         answer = await super().finish_response(request, resp, start_time)
+        count_bytes(request, resp)
         if self.stopping:
             resp.force_close()  # the stop began while it was sent: no next request
         return answer

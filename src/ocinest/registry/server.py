@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
+import re
 import signal
 import ssl
 import sys
 import time
+import urllib.parse
+from pathlib import Path
 
 from aiohttp import web
 
 from ocinest.registry.app import create_app
 from ocinest.registry.auth import Auth
 from ocinest.registry.config import Config, ConfigError
-from ocinest.registry.observability import JSONFormatter
+from ocinest.registry.observability import FIELDS, JSONFormatter
 from ocinest.registry.policy import PolicyError
 from ocinest.registry.protocol import Runner
 from ocinest.registry.state import Registry
@@ -28,6 +32,37 @@ def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler])
+
+
+MASK = "***"
+_DSN_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def mask_dsn(dsn: str) -> str:
+    """A PostgreSQL connection string without its password (URL or key=value form)."""
+    url = urllib.parse.urlsplit(dsn)
+    if url.scheme and url.password is not None:
+        user = urllib.parse.quote(url.username or "", safe="")
+        host = url.netloc.rpartition("@")[2]
+        dsn = url._replace(netloc=f"{user}:{MASK}@{host}").geturl()
+    return _DSN_PASSWORD.sub(lambda m: m.group(1) + MASK, dsn)
+
+
+def effective(config: Config) -> dict[str, object]:
+    """The configuration as the start-up line logs it, secrets masked."""
+    shown: dict[str, object] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if value is not None and f.name == "s3_secret_key":
+            value = MASK
+        elif value is not None and f.name == "postgres_dsn":
+            value = mask_dsn(value)
+        elif isinstance(value, Path):
+            value = str(value)
+        elif not isinstance(value, str | int | float | bool | None):
+            value = repr(value)
+        shown[f.name] = value
+    return shown
 
 
 def _tls(config: Config) -> ssl.SSLContext | None:
@@ -130,6 +165,7 @@ def serve(config: Config) -> None:
             scheme(config),
         )
     config.data.mkdir(parents=True, exist_ok=True)
+    log.info("effective configuration", extra={FIELDS: {"config": effective(config)}})
     if config.workers == 1:
         asyncio.run(_run(config, reuse_port=False, announce=True))
         return
