@@ -246,6 +246,28 @@ def test_copy_and_tree_of_a_sparse_index(
     walked = ocinest("tree", f"{sparse.host}/{repo}:v1", "--walk")
     assert walked.returncode == 0 and "(never pushed)" in walked.stdout, walked.stderr
 
+    # Signing and verifying the tree: every node that is there (the member never pushed is
+    # not a node to sign).
+    env = {**os.environ, "OCINEST_KEY_PASSWORD": "pw"}
+    key = tmp_path / "team"
+    cli = [sys.executable, "-m", "ocinest"]
+    run = subprocess.run(
+        [*cli, "key", "generate", "--output", str(key)], env=env, capture_output=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    ref = f"{sparse.host}/{repo}:v1"
+    for command, key_file in (("sign", "team.key"), ("verify", "team.pub")):
+        run = subprocess.run(
+            [*cli, command, ref, "--key", str(tmp_path / key_file), "-r", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        listed = json.loads(run.stdout)["signed" if command == "sign" else "nodes"]
+        assert sorted(n["digest"] for n in listed) == sorted([sha256(index), digest, sha256(kept)])
+
     other = Server(tmp_path / "other", free_port(), settings={"allow_sparse": True})
     other.start()
     try:
