@@ -51,7 +51,7 @@ def algorithm(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def sparse(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "data", free_port(), settings={"allow_sparse": True})
+    srv = Server(tmp_path / "data", free_port(), args=["--allow-sparse"])  # the flag
     srv.start()
     yield srv
     srv.stop()
@@ -268,7 +268,7 @@ def test_copy_and_tree_of_a_sparse_index(
         listed = json.loads(run.stdout)["signed" if command == "sign" else "nodes"]
         assert sorted(n["digest"] for n in listed) == sorted([sha256(index), digest, sha256(kept)])
 
-    other = Server(tmp_path / "other", free_port(), settings={"allow_sparse": True})
+    other = Server(tmp_path / "other", free_port(), settings={"allow_sparse": True})  # file
     other.start()
     try:
         copied = ocinest("copy", f"{sparse.host}/{repo}:v1", f"{other.host}/copied:v1", "--json")
