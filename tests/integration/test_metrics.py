@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,6 +155,55 @@ def test_scheduled_gc_counts_what_it_deleted(gc_server: Server) -> None:
     assert value(after, "ocinest_gc_last_run_timestamp_seconds") > time.time() - 60
     assert value(after, "ocinest_storage_blobs") == 2  # the kept image's config and layer
     assert value(after, "ocinest_storage_blob_bytes") == kept_bytes
+
+
+def test_an_ocinest_gc_process_shows_in_the_servers_metrics(
+    server: Server, client: httpx.Client
+) -> None:
+    """`ocinest gc`, run as a process of its own, records its run in the metadata store;
+    the server's /metrics reads it there: what went, and what the stores hold."""
+    first = scrape(client)
+    for name in ("ocinest_storage_manifests", "ocinest_nested_edges", "ocinest_storage_blobs"):
+        assert value(first, name) == 0
+    assert value(first, "ocinest_gc_last_run_timestamp_seconds") == 0
+    images = [push_image(client, repo)[1] for repo in ("gauge/p/a", "gauge/p/b", "gauge/q/c")]
+    images.append(push_image(client, "gauge/plain", "v1")[1])
+    p = index_manifest(nested(images[0], "a"), nested(images[1], "b"))
+    assert_status(push_index(client, "gauge/p", "v1", p), 201)
+    assert_status(push_index(client, "gauge/q", "v1", index_manifest(nested(images[2], "c"))), 201)
+    # What gc takes: an untagged image and a blob nothing references.
+    _, junk = push_image(client, "gauge/plain", layers=[os.urandom(300)])
+    loose = os.urandom(500)
+    push_blob(client, "gauge/plain", loose)
+    junk_doc = json.loads(junk)
+
+    started = time.time()
+    gc = [sys.executable, "-m", "ocinest", "gc", *server.cli_args(), "--delete-untagged"]
+    r = subprocess.run(
+        [*gc, "--grace", "0s"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    after = scrape(client)
+    assert value(after, "ocinest_storage_manifests") == 6  # 4 images, 2 parents
+    assert value(after, "ocinest_storage_repositories") == 6
+    assert value(after, "ocinest_nested_indexes") == 2
+    assert value(after, "ocinest_nested_edges") == 3
+    sizes = [d["size"] for doc in map(json.loads, images) for d in [doc["config"], *doc["layers"]]]
+    assert value(after, "ocinest_storage_blobs") == len(sizes) == 8
+    assert value(after, "ocinest_storage_blob_bytes") == sum(sizes)
+    deleted, freed = "ocinest_gc_last_run_deleted", "ocinest_gc_last_run_freed_bytes"
+    assert value(after, deleted, kind="manifest") == 1
+    assert value(after, deleted, kind="blob") == 3
+    assert value(after, deleted, kind="tag") == value(after, deleted, kind="upload") == 0
+    assert value(after, freed, kind="manifest") == len(junk)
+    assert value(after, freed, kind="blob") == junk_doc["config"]["size"] + 300 + 500
+    assert started <= value(after, "ocinest_gc_last_run_timestamp_seconds") <= time.time()
+    assert 0 < value(after, "ocinest_gc_last_run_duration_seconds") < 300
+    # The process's own counters are of scheduled collections only: none ran here.
+    assert moved(first, after, "ocinest_gc_runs_total", outcome="ok") == 0
 
 
 @pytest.fixture

@@ -18,7 +18,15 @@ from ocinest.storage.errors import (
     ManifestUnknown,
     ReferencesInvalid,
 )
-from ocinest.storage.meta import MetaStore, Referrer, StoredManifest, TagRecord, Upload
+from ocinest.storage.meta import (
+    GCRun,
+    Inventory,
+    MetaStore,
+    Referrer,
+    StoredManifest,
+    TagRecord,
+    Upload,
+)
 from tests.manifests import OCI_MANIFEST
 from tests.storage.conftest import OpenMeta
 from tests.storage.content import (
@@ -468,6 +476,90 @@ async def test_manifest_nodes_are_looked_up_together(meta: MetaStore) -> None:
     assert await meta.manifest_nodes([]) == {}
 
 
+# Sparse manifests (allow_sparse)
+
+
+async def sparse_image(meta: MetaStore, repository: str) -> tuple[Manifest, str, str]:
+    """An image whose config is linked in `repository` and whose layer is stored, but only
+    in `elsewhere`: (manifest, config digest, layer digest)."""
+    config = await link(meta, repository, b'{"sparse": true}')
+    layer = await link(meta, "elsewhere", os.urandom(64))
+    return image_manifest(config, [layer]), config["digest"], layer["digest"]
+
+
+async def test_a_sparse_push_keeps_what_was_never_pushed_as_sparse(meta: MetaStore) -> None:
+    manifest, _, layer = await sparse_image(meta, "repo")
+    with pytest.raises(ReferencesInvalid) as caught:
+        await meta.put_manifest("repo", manifest, ["v1"])
+    assert missing(caught.value) == [True]
+    await meta.put_manifest("repo", manifest, ["v1"], sparse=True)
+    assert await meta.get_manifest("repo", "v1") == as_stored("repo", manifest)
+    # Named, but not made visible: the layer is only in `elsewhere`.
+    assert await meta.blob_size("repo", Digest.parse(layer)) is None
+    assert await meta.dangling_references() == []
+    assert await meta.sparse_references() == [
+        ("repo", str(manifest.digest), "blob", f"repo@{layer}")
+    ]
+    # An index of the repository whose members were never pushed.
+    absent = await image(meta, "repo")  # its blobs linked, the manifest not pushed
+    index = index_manifest([descriptor(absent), descriptor(manifest)])
+    await meta.put_manifest("repo", index, ["set"], sparse=True)
+    assert ("repo", str(index.digest), "manifest", f"repo@{absent.digest}") in (
+        await meta.sparse_references()
+    )
+    # A descriptor that is there but not what it says is refused, sparse or not.
+    wrong = index_manifest([{**descriptor(manifest), "size": manifest.size + 1}])
+    with pytest.raises(ReferencesInvalid) as caught:
+        await meta.put_manifest("repo", wrong, [], sparse=True)
+    assert missing(caught.value) == [False]
+
+
+async def test_nested_children_are_checked_even_when_sparse(meta: MetaStore) -> None:
+    leaf = await image(meta, "p/c")  # never pushed
+    with pytest.raises(ReferencesInvalid) as caught:
+        await meta.put_manifest("p", index_manifest([descriptor(leaf, "c")]), [], sparse=True)
+    assert [(p.missing, p.nested) for p in caught.value.problems] == [(True, True)]
+
+
+async def test_a_sparse_descriptor_makes_nothing_readable_through_a_parent(
+    meta: MetaStore,
+) -> None:
+    child, _, layer = await sparse_image(meta, "p/c")
+    await meta.put_manifest("p/c", child, [], sparse=True)
+    top = index_manifest([descriptor(child, "c")])
+    await meta.put_manifest("p", top, ["v1"])
+    assert await meta.get_manifest("p", str(child.digest)) == as_stored("p/c", child)
+    for repository in ("p", "p/c"):
+        assert await meta.blob_size(repository, Digest.parse(layer)) is None
+    assert await meta.reached_through("elsewhere", layer, "blob") == []
+
+
+async def test_what_a_sparse_descriptor_names_is_held_once_pushed(meta: MetaStore) -> None:
+    manifest, _, layer = await sparse_image(meta, "repo")
+    member = await image(meta, "repo")
+    index = index_manifest([descriptor(member), descriptor(manifest)])
+    await meta.put_manifest("repo", manifest, [], sparse=True)
+    await meta.put_manifest("repo", index, ["set"], sparse=True)
+    assert len(await meta.sparse_references()) == 2
+    # Both pushed later: the layer into the repository, the member manifest.
+    assert await meta.link_blob("repo", Digest.parse(layer), 64)  # a mount
+    await meta.put_manifest("repo", member, [])
+    assert await meta.sparse_references() == []
+    with pytest.raises(ManifestReferenced):
+        await meta.delete_manifest("repo", member.digest)
+    plan = await meta.gc_plan(time.time() + 1, delete_untagged=True)
+    assert (plan.manifests, plan.blobs) == ([], [])  # the tag holds it all, through the index
+    gone = await meta.gc_delete_blobs([layer], time.time() + 1, lambda digest: None)
+    assert gone == []
+    # The index goes: then GC takes everything it held.
+    await meta.delete_manifest("repo", index.digest)
+    plan = await meta.gc_plan(time.time() + 1, delete_untagged=True)
+    assert sorted(d for _, d, _ in plan.manifests) == sorted(
+        [str(member.digest), str(manifest.digest)]
+    )
+    assert layer in {d for d, _ in plan.blobs}
+
+
 # Upload sessions
 
 
@@ -664,6 +756,45 @@ async def test_dangling_references_after_forgetting_a_referenced_blob(meta: Meta
     assert await meta.dangling_references() == [
         ("repo", str(manifest.digest), "blob", f"repo@{layer}")
     ]
+
+
+# What GC counts and records, for /metrics
+
+
+async def test_inventory_counts_what_the_stores_hold(meta: MetaStore) -> None:
+    empty = await meta.inventory()
+    assert empty == Inventory(0, 0, 0, 0, 0, 0)
+    _, mid, _ = await nested_tree(meta)
+    plain = await push_image(meta, "p")
+    await meta.put_manifest("p", index_manifest([descriptor(plain), descriptor(mid, "a")]), [])
+    counted = await meta.inventory()
+    sizes = await meta.all_blobs()
+    assert (counted.blobs, counted.blob_bytes) == (len(sizes), sum(sizes.values()))
+    assert (counted.manifests, counted.repositories) == (5, 3)
+    # top (one nested edge), mid (one), and the mixed index (one nested, one not).
+    assert (counted.nested_indexes, counted.nested_edges) == (3, 3)
+
+
+async def test_the_last_gc_run_is_what_every_store_instance_reads(open_meta: OpenMeta) -> None:
+    writer, reader = open_meta(), open_meta()
+    try:
+        assert await reader.last_gc_run() is None
+        runs = [
+            GCRun(
+                1000.0 + n,
+                0.25,
+                {"tag": 0, "manifest": n, "blob": 2, "upload": 0},
+                {"manifest": 10, "blob": 20},
+                Inventory(n, 100, 3, 2, 1, 1),
+            )
+            for n in range(3)
+        ]
+        for run in runs:
+            await writer.record_gc_run(run)
+        assert await reader.last_gc_run() == runs[-1]
+    finally:
+        await writer.close()
+        await reader.close()
 
 
 # Concurrent writers: two store instances, as two registry processes over one database.

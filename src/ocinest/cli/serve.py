@@ -36,6 +36,11 @@ from ocinest.registry.server import configure_logging, serve
     help="On SIGTERM/SIGINT, how long requests in flight may finish [default 10s].",
 )
 @click.option(
+    "--allow-sparse/--no-allow-sparse",
+    default=None,
+    help="Accept manifests whose non-nested descriptors were never pushed [default off].",
+)
+@click.option(
     "--htpasswd",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Basic auth: an htpasswd file of bcrypt hashes.",
@@ -66,6 +71,7 @@ def serve_command(
     access_log: bool | None,
     log_level: str | None,
     shutdown_grace: str | None,
+    allow_sparse: bool | None,
     htpasswd: Path | None,
     policy: Path | None,
     token_key: Path | None,
@@ -82,6 +88,7 @@ def serve_command(
             access_log=access_log,
             log_level=log_level,
             shutdown_grace=shutdown_grace,
+            allow_sparse=allow_sparse,
             htpasswd=htpasswd,
             policy=policy,
             token_key=token_key,

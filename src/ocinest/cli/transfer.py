@@ -228,7 +228,10 @@ def copy(
             "digest": str(result.digest),
             "mode": result.mode,
             "stats": result.stats.to_json(),
+            "missing": result.missing,
         },
         [pinned],
     )
+    for what in result.missing:
+        note(as_json, f"not copied, never pushed at the source (sparse): {what}")
     note(as_json or quiet, f"copied ({result.mode} mode): " + summary(result.stats))

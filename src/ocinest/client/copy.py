@@ -15,7 +15,7 @@ from ocinest.oci.manifest import Descriptor
 from ocinest.oci.nested import NESTED_HEADER, descriptor
 
 from .base import BlobSource, Progress, ProgressEvent, Repository, Stats, no_progress
-from .errors import ClientError, RegistryError
+from .errors import ClientError, NotFound, RegistryError
 from .tree import Node, from_endpoint
 
 MODES = ("native", "compat", "auto")
@@ -65,6 +65,8 @@ class CopyResult:
     size: int
     mode: str
     stats: Stats = field(default_factory=Stats)
+    # What the source's sparse manifests name but it never held: not copied.
+    missing: list[str] = field(default_factory=list)
 
 
 class Copier:
@@ -95,6 +97,7 @@ class Copier:
         # in one answer; None: ask per manifest.
         self._held: set[tuple[str, Digest]] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._missing: set[str] = set()  # `manifest|blob repository@digest`
 
     async def __aenter__(self) -> Copier:
         return self
@@ -114,7 +117,9 @@ class Copier:
         mode = await resolve_mode(dst, self.mode)
         self._held = await held(dst, root.digest, tag)
         await self._place(root, dst, [], mode, tag=tag, is_root=True)
-        return CopyResult(root.digest, root.media_type, root.size, mode, self.stats)
+        return CopyResult(
+            root.digest, root.media_type, root.size, mode, self.stats, sorted(self._missing)
+        )
 
     # Scopes: one token for every repository the copy touches.
 
@@ -142,6 +147,9 @@ class Copier:
         is_root: bool = False,
         subject: Node | None = None,
     ) -> None:
+        if node.missing:  # a sparse index's member the source never held
+            self._missing.add(f"manifest {node.repo.display}@{node.digest}")
+            return
         if node.body is None:
             raise ClientError(f"manifest {node.digest} was not fetched")
         if node.truncated:
@@ -190,7 +198,7 @@ class Copier:
         if tag is not None:
             if node.blobs() and not await self._holds(node, target, is_root):
                 await self._blobs(node, target)
-            await target.put_manifest(node.body, node.media_type, tag, root=is_root)
+            await self._put_manifest(node, target, tag, is_root)
             self.stats.manifests_pushed += 1
             self._placed(node, target, "pushed")
             return
@@ -206,7 +214,7 @@ class Copier:
                 self._placed(node, target, "skipped")
             else:
                 await self._blobs(node, target)
-                await target.put_manifest(node.body, node.media_type, None, root=is_root)
+                await self._put_manifest(node, target, None, is_root)
                 self.stats.manifests_pushed += 1
                 self._placed(node, target, "pushed")
             done.set_result(None)
@@ -214,6 +222,21 @@ class Copier:
             done.set_exception(exc)
             done.exception()  # retrieved: the caller raises it
             raise
+
+    async def _put_manifest(
+        self, node: Node, target: Repository, tag: str | None, is_root: bool
+    ) -> None:
+        assert node.body is not None
+        try:
+            await target.put_manifest(node.body, node.media_type, tag, root=is_root)
+        except RegistryError as exc:
+            if "MANIFEST_BLOB_UNKNOWN" not in exc.codes or not self._missing:
+                raise
+            raise ClientError(
+                f"{target.display} refused {node.digest}, a sparse manifest: it names what the "
+                f"source never held ({', '.join(sorted(self._missing))}); the destination "
+                "must accept sparse manifests (ocinest: allow_sparse)"
+            ) from None
 
     async def _holds(self, node: Node, target: Repository, is_root: bool) -> bool:
         """Whether `target` has the node's manifest: the repository it was walked from does;
@@ -283,18 +306,24 @@ class Copier:
 
     async def _move(self, desc: Descriptor, src: Repository, dst: Repository) -> None:
         digest, size = desc.digest, desc.size
-        outcome = await dst.receive_blob(digest, size, src, self.progress)
-        if outcome is None:
+        try:
+            outcome = await dst.receive_blob(digest, size, src, self.progress)
+            if outcome is None:
 
-            async def source() -> BlobSource:
-                return await self._source(desc, src)
+                async def source() -> BlobSource:
+                    return await self._source(desc, src)
 
-            mount_from = (*self._where.get(digest, []), src)
-            # Where the destination listed what it holds, a blob of a manifest it lacks is not
-            # asked for first: the mount (without `from`, on ocinest) answers that.
-            outcome = await dst.push_blob(
-                digest, size, source, self.progress, mount_from, check=self._held is None
-            )
+                mount_from = (*self._where.get(digest, []), src)
+                # Where the destination listed what it holds, a blob of a manifest it lacks
+                # is not asked for first: the mount (without `from`, on ocinest) answers that.
+                outcome = await dst.push_blob(
+                    digest, size, source, self.progress, mount_from, check=self._held is None
+                )
+        except NotFound:
+            if await src.blob_size(digest) is not None:
+                raise
+            self._missing.add(f"blob {src.display}@{digest}")  # named by a sparse manifest
+            return
         if outcome == "skipped":
             self.stats.blobs_skipped += 1
         elif outcome == "mounted":

@@ -40,7 +40,7 @@ MAX_BUNDLE = 16 << 20  # an attestation may carry a large SBOM
 
 def _nodes(root: Node, recursive: bool) -> list[Node]:
     """The nodes to sign or check: the root, and with `recursive` every manifest below it
-    (referrers are not nodes)."""
+    (referrers are not nodes, nor the members of a sparse index that were never pushed)."""
     if not recursive:
         return [root]
     out: list[Node] = []
@@ -48,7 +48,8 @@ def _nodes(root: Node, recursive: bool) -> list[Node]:
     def visit(node: Node) -> None:
         out.append(node)
         for child in node.children:
-            visit(child)
+            if not child.missing:
+                visit(child)
 
     visit(root)
     return out

@@ -36,6 +36,9 @@ class Node:
     referrers: list[Node] = field(default_factory=list)
     referrer_count: int | None = None
     truncated: bool = False
+    # A descriptor of the parent whose manifest was never pushed (a sparse index): no
+    # manifest, nothing below it.
+    missing: bool = False
 
     @property
     def body(self) -> bytes | None:
@@ -94,6 +97,8 @@ class Node:
             out["referrerManifests"] = [r.to_json() for r in self.referrers]
         if self.truncated:
             out["truncated"] = True
+        if self.missing:
+            out["missing"] = True
         out["children"] = [c.to_json() for c in self.children]
         return out
 
@@ -150,12 +155,29 @@ class Walker:
         return root
 
     async def _fetch(
-        self, repo: Repository, desc: Descriptor, child_path: str | None, parent: Node
+        self,
+        repo: Repository,
+        desc: Descriptor,
+        child_path: str | None,
+        parent: Node,
+        sparse: bool = False,
     ) -> Node:
+        """The node `desc` names; with `sparse` (a member of the parent's own repository),
+        a missing one is a node marked missing, as a sparse index may have."""
         try:
             async with self._limit:
                 fetched = await repo.get_manifest(str(desc.digest))
         except NotFound:
+            if sparse:
+                return Node(
+                    repo=repo,
+                    media_type=desc.media_type,
+                    digest=desc.digest,
+                    size=desc.size,
+                    platform=desc.platform,
+                    artifact_type=desc.artifact_type,
+                    missing=True,
+                )
             what = f"child {child_path!r}" if child_path else "manifest"
             raise NotFound(
                 f"{what} {desc.digest} of index {parent.digest} is missing from {repo.display}"
@@ -191,9 +213,10 @@ class Walker:
                         f"{ref.child!r}: {problem}"
                     )
                 repo = node.repo.child(ref.child)
-            fetches.append(self._fetch(repo, ref.descriptor, ref.child, node))
+            # Nested children are always checked by the registry: one missing is an error.
+            fetches.append(self._fetch(repo, ref.descriptor, ref.child, node, ref.child is None))
         node.children = list(await asyncio.gather(*fetches))
-        await asyncio.gather(*(self._expand(c, level + 1) for c in node.children))
+        await asyncio.gather(*(self._expand(c, level + 1) for c in node.children if not c.missing))
 
     async def _referrers(self, node: Node, level: int) -> None:
         async with self._limit:
@@ -246,6 +269,7 @@ def from_endpoint(root_repo: Repository, root: TreeNode) -> Node:
             annotations=dict(d.get("annotations") or {}),
             referrer_count=d.get("referrers"),
             truncated=bool(d.get("truncated")),
+            missing=bool(d.get("missing")),
         )
         name = d["repository"]
         for c in d.get("children") or []:
@@ -296,6 +320,8 @@ def render(node: Node, title: str) -> list[str]:
             text += f"  ({n.referrer_count} referrer{'s' if n.referrer_count > 1 else ''})"
         if n.truncated:
             text += "  …"
+        if n.missing:
+            text += "  (never pushed)"
         return text
 
     lines = [f"{title}  {label(node)}"]

@@ -47,6 +47,10 @@ class Config:
     log_level: str = "info"
     # Cross-repository mount without `from` takes the blob from any repository holding it.
     auto_mount: bool = True
+    # Sparse manifests: a manifest or index whose non-nested descriptors (config, layers,
+    # index members in the repository itself) were never pushed is accepted and served.
+    # Nested children are always checked.
+    allow_sparse: bool = False
     # Garbage collection: blobs and untagged manifests younger than the grace window are kept
     # (so content pushed for a manifest not yet written is never taken); upload sessions
     # expire after upload_ttl; gc_interval > 0 runs GC inside `serve` (seconds).

@@ -21,6 +21,9 @@ class FsckReport:
     corrupt: list[str] = field(default_factory=list)  # content not matching its digest or size
     bad_manifests: list[str] = field(default_factory=list)  # repository@digest
     dangling: list[str] = field(default_factory=list)  # references to missing content
+    # Descriptors a sparse push accepted unpushed (allow_sparse), still not there: reported,
+    # not corruption.
+    sparse: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)  # content no row names (GC removes it)
     lost_uploads: list[str] = field(default_factory=list)  # sessions whose data is gone
     repaired: list[str] = field(default_factory=list)
@@ -38,6 +41,7 @@ class FsckReport:
             ("corrupt blob", self.corrupt),
             ("bad manifest", self.bad_manifests),
             ("dangling reference", self.dangling),
+            ("sparse descriptor, never pushed (allowed)", self.sparse),
             ("upload session without data", self.lost_uploads),
             ("unreferenced content (gc removes it)", self.orphans),
             ("repaired", self.repaired),
@@ -79,6 +83,10 @@ async def check(reg: Registry, *, repair: bool = False) -> FsckReport:
     report.dangling = [
         f"{repo}@{digest} -> {kind} {target}"
         for repo, digest, kind, target in await meta.dangling_references()
+    ]
+    report.sparse = [
+        f"{repo}@{digest} -> {kind} {target}"
+        for repo, digest, kind, target in await meta.sparse_references()
     ]
     for upload in await meta.expired_uploads(float("inf")):
         if await blobs.upload_size(upload.id) is None:

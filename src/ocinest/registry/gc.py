@@ -18,13 +18,13 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TypeVar
 
 from ocinest.oci.digest import Digest
 from ocinest.registry import metrics
 from ocinest.registry.state import Registry
-from ocinest.storage.meta import TagRecord
+from ocinest.storage.meta import GCRun, Inventory, TagRecord
 
 T = TypeVar("T")
 log = logging.getLogger("ocinest.gc")
@@ -39,8 +39,8 @@ class GCReport:
     blobs: list[tuple[str, int]] = field(default_factory=list)
     uploads: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    # Blobs stored once the run is done (count, bytes) of those there when it began.
-    stored: tuple[int, int] | None = None
+    # What the stores hold once the run is done (not counted by a dry run).
+    inventory: Inventory | None = None
 
     def summary(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
@@ -53,6 +53,25 @@ class GCReport:
             f"sessions in {self.seconds:.1f}s"
         )
 
+    def run(self, finished_at: float) -> GCRun:
+        """The record of this collection (a real one: its inventory is counted)."""
+        assert self.inventory is not None
+        return GCRun(
+            finished_at,
+            self.seconds,
+            {
+                "tag": len(self.tags),
+                "manifest": len(self.manifests),
+                "blob": len(self.blobs),
+                "upload": len(self.uploads),
+            },
+            {
+                "manifest": sum(size for _, _, size in self.manifests),
+                "blob": sum(size for _, size in self.blobs),
+            },
+            self.inventory,
+        )
+
     def to_json(self) -> dict[str, object]:
         return {
             "dry_run": self.dry_run,
@@ -63,6 +82,7 @@ class GCReport:
             "blobs": [{"digest": d, "size": s} for d, s in self.blobs],
             "uploads": self.uploads,
             "seconds": round(self.seconds, 3),
+            "inventory": None if self.inventory is None else asdict(self.inventory),
         }
 
 
@@ -132,10 +152,10 @@ async def collect(
         if await meta.get_upload(upload_id) is None:
             await blobs.abort(upload_id)
             report.uploads.append(upload_id)
+    report.inventory = await meta.inventory()
     report.seconds = time.monotonic() - start
-    deleted = {digest for digest, _ in report.blobs}
-    kept = [size for digest, size in known.items() if digest not in deleted]
-    report.stored = (len(kept), sum(kept))
+    # Recorded in the store, so that /metrics of every server shows it, whoever ran it.
+    await meta.record_gc_run(report.run(time.time()))
     return report
 
 
@@ -164,9 +184,6 @@ def _count(report: GCReport) -> None:
     metrics.GC_DELETED.labels("upload").inc(len(report.uploads))
     metrics.GC_FREED.labels("manifest").inc(sum(size for _, _, size in report.manifests))
     metrics.GC_FREED.labels("blob").inc(sum(size for _, size in report.blobs))
-    if report.stored is not None:
-        metrics.STORED_BLOBS.set(report.stored[0])
-        metrics.STORED_BLOB_BYTES.set(report.stored[1])
 
 
 async def schedule(reg: Registry) -> None:
@@ -187,4 +204,3 @@ async def schedule(reg: Registry) -> None:
                 log.exception("scheduled garbage collection failed")
             else:
                 _count(report)
-            metrics.GC_LAST.set_to_current_time()

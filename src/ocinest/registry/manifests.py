@@ -149,7 +149,9 @@ async def put_manifest(request: web.Request, name: str, reference: str) -> web.R
         if tag in pinned:
             raise _immutable(name, tag, f"it points at {current}; push under a new tag")
 
-    await reg.meta.put_manifest(name, manifest, tags, on_move if pinned else None)
+    await reg.meta.put_manifest(
+        name, manifest, tags, on_move if pinned else None, sparse=reg.config.allow_sparse
+    )
     headers = CIMultiDict(
         {
             "Location": f"/v2/{name}/manifests/{manifest.digest}",

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from ocinest.storage.meta import GCRun
+
 REQUESTS = Counter(
     "ocinest_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
 )
@@ -51,22 +53,69 @@ GC_SECONDS = Histogram(
     "Time a scheduled garbage collection took",
     buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600),
 )
+# The last collection that went through, whichever process ran it (scheduled in `serve`, or
+# `ocinest gc`): read from the metadata store at each scrape (`show_gc_run`), so every worker
+# and every server over the same stores shows the same.
 GC_LAST = Gauge(
-    "ocinest_gc_last_run_timestamp_seconds", "When the last scheduled gc of this process ended"
+    "ocinest_gc_last_run_timestamp_seconds",
+    "When the last garbage collection that went through ended (scheduled or ocinest gc)",
 )
-STORED_BLOBS = Gauge(
-    "ocinest_storage_blobs", "Distinct blobs stored, as counted by the last scheduled gc"
+GC_LAST_SECONDS = Gauge(
+    "ocinest_gc_last_run_duration_seconds", "How long the last garbage collection took"
 )
+GC_LAST_DELETED = Gauge(
+    "ocinest_gc_last_run_deleted",
+    "What the last garbage collection removed: tags (by retention), manifests, blobs and "
+    "upload sessions",
+    ["kind"],
+)
+GC_LAST_FREED = Gauge(
+    "ocinest_gc_last_run_freed_bytes",
+    "Bytes of manifests and blobs the last garbage collection deleted",
+    ["kind"],
+)
+STORED_BLOBS = Gauge("ocinest_storage_blobs", "Distinct blobs stored, as the last gc counted them")
 STORED_BLOB_BYTES = Gauge(
-    "ocinest_storage_blob_bytes", "Bytes of the blobs stored, as counted by the last scheduled gc"
+    "ocinest_storage_blob_bytes", "Bytes of the blobs stored, as the last gc counted them"
 )
+STORED_MANIFESTS = Gauge(
+    "ocinest_storage_manifests",
+    "Manifests stored (one per repository and digest), as the last gc counted them",
+)
+STORED_REPOSITORIES = Gauge(
+    "ocinest_storage_repositories", "Repositories (as the catalog lists them), at the last gc"
+)
+NESTED_INDEXES = Gauge(
+    "ocinest_nested_indexes", "Indexes with at least one nested descriptor, at the last gc"
+)
+NESTED_EDGES = Gauge("ocinest_nested_edges", "Nested descriptors of those indexes, at the last gc")
+
+
+def show_gc_run(run: GCRun) -> None:
+    """Set the gauges of the last collection from its record."""
+    GC_LAST.set(run.finished_at)
+    GC_LAST_SECONDS.set(run.seconds)
+    for kind, count in run.deleted.items():
+        GC_LAST_DELETED.labels(kind).set(count)
+    for kind, size in run.freed.items():
+        GC_LAST_FREED.labels(kind).set(size)
+    counted = run.inventory
+    STORED_BLOBS.set(counted.blobs)
+    STORED_BLOB_BYTES.set(counted.blob_bytes)
+    STORED_MANIFESTS.set(counted.manifests)
+    STORED_REPOSITORIES.set(counted.repositories)
+    NESTED_INDEXES.set(counted.nested_indexes)
+    NESTED_EDGES.set(counted.nested_edges)
+
 
 # Every label value from the start, so that a dashboard's rate() sees the first one.
 for _reason in ("anonymous", "credentials", "token", "scheme", "scope", "denied", "rate_limited"):
     AUTH_FAILURES.labels(_reason)
 for _kind in ("tag", "manifest", "blob", "upload"):
     GC_DELETED.labels(_kind)
+    GC_LAST_DELETED.labels(_kind)
 for _kind in ("manifest", "blob"):
     GC_FREED.labels(_kind)
+    GC_LAST_FREED.labels(_kind)
 for _outcome in ("ok", "failed"):
     GC_RUNS.labels(_outcome)

@@ -14,8 +14,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ocinest.oci.errors import OCIError
 from ocinest.registry.auth import IDENTITY
-from ocinest.registry.metrics import LATENCY, RECEIVED, REQUESTS, SENT
+from ocinest.registry.metrics import LATENCY, RECEIVED, REQUESTS, SENT, show_gc_run
 from ocinest.registry.state import registry
+from ocinest.storage.errors import BackendUnavailable
 
 # What the access log and the metrics tell of a request, set where it is routed.
 ROUTE = web.RequestKey("route", str)
@@ -118,6 +119,14 @@ async def metrics(request: web.Request) -> web.Response:
             reg.auth.require_login(identity, request)
         except OCIError as err:
             raise reg.auth.basic_challenge(err) from None
+    # The last garbage collection, by any process: one indexed lookup. While the metadata
+    # store is down the gauges keep what they showed (the process's own metrics still count).
+    try:
+        run = await reg.meta.last_gc_run()
+    except BackendUnavailable:
+        run = None
+    if run is not None:
+        show_gc_run(run)
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -8,6 +8,13 @@ from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
+# Kinds of reference edges (`refs.kind`) for the descriptors a sparse push accepted though
+# their target was never pushed (`allow_sparse`). Such an edge makes nothing visible (not in
+# the repository, not through a parent), but once its target is there it holds it as an
+# ordinary edge does: against GC, and a manifest against DELETE.
+SPARSE_BLOB = "sparse-blob"
+SPARSE_MANIFEST = "sparse-manifest"
+
 
 # The schema, one step per version, in portable SQL; {ID}, {BYTES} and {NAME} (text that sorts
 # byte by byte, as tag lists must) are spelled by each engine.
@@ -77,6 +84,15 @@ SCHEMA = [
         id TEXT PRIMARY KEY,
         repository TEXT NOT NULL,
         created_at DOUBLE PRECISION NOT NULL
+    );
+    """,
+    # What each garbage collection did and counted, whichever process ran it (`serve` or
+    # `ocinest gc`): /metrics reads the last one. The summary is JSON (GCRun).
+    """
+    CREATE TABLE gc_runs (
+        id {ID},
+        finished_at DOUBLE PRECISION NOT NULL,
+        summary TEXT NOT NULL
     );
     """,
 ]

@@ -70,6 +70,29 @@ class GCPlan:
 
 
 @dataclass(frozen=True)
+class Inventory:
+    """What the stores hold, counted in one snapshot."""
+
+    blobs: int
+    blob_bytes: int
+    manifests: int
+    repositories: int
+    nested_indexes: int  # manifests with at least one nested descriptor
+    nested_edges: int  # nested descriptors of those
+
+
+@dataclass(frozen=True)
+class GCRun:
+    """One garbage collection that went through, as /metrics shows the last one."""
+
+    finished_at: float  # Unix seconds
+    seconds: float
+    deleted: dict[str, int]  # tag (retention), manifest, blob, upload -> how many went
+    freed: dict[str, int]  # manifest, blob -> bytes
+    inventory: Inventory  # counted once the deletions were done
+
+
+@dataclass(frozen=True)
 class Upload:
     id: str
     repository: str
@@ -133,12 +156,17 @@ class MetaStore(Protocol):
         manifest: Manifest,
         tags: list[str],
         on_move: MoveHook | None = None,
+        sparse: bool = False,
     ) -> None:
         """Store `manifest` and its reference edges, and point each of `tags` at it, all
         atomically. A tag pushed again at the manifest it points at keeps the time it last
         moved.
 
-        Raises `ReferencesInvalid` (one problem per missing or mismatched reference). For
+        Raises `ReferencesInvalid` (one problem per missing or mismatched reference). With
+        `sparse`, a missing target of a non-nested descriptor (a blob, or a manifest of the
+        repository itself) is no problem: the edge is kept as sparse, which makes nothing
+        visible, and holds its target against GC and deletes once it is pushed. Nested
+        children are always checked. For
         each tag that already points at another manifest, `on_move` is first called with
         the tag and that manifest's digest, inside the transaction: what it raises refuses
         the push, and nothing is stored (no manifest, no tag).
@@ -232,6 +260,22 @@ class MetaStore(Protocol):
     async def dangling_references(self) -> list[tuple[str, str, str, str]]:
         """Edges whose target is missing: (repository, manifest digest, kind, target)."""
 
+    async def sparse_references(self) -> list[tuple[str, str, str, str]]:
+        """Descriptors of sparse manifests whose target is still not there (a blob not linked
+        in the repository, a manifest not in it): (repository, manifest digest, kind, target)."""
+
     async def forget_blobs(self, digests: list[str], delete: Callable[[str], None]) -> None:
         """Drop blobs whose content is lost or corrupt, rows and content (through `delete`,
         under the write lock), for fsck --repair."""
+
+    # What garbage collection counts and records, for /metrics.
+    async def inventory(self) -> Inventory:
+        """Blobs (and their bytes), manifests, repositories, nested indexes and nested edges,
+        counted from one snapshot."""
+
+    async def record_gc_run(self, run: GCRun) -> None:
+        """Keep `run` as the last collection (and a short history of those before)."""
+
+    async def last_gc_run(self) -> GCRun | None:
+        """The collection recorded last, by any process; None before the first. One indexed
+        lookup: cheap enough for every scrape."""

@@ -16,7 +16,13 @@ from collections.abc import Callable
 
 from ocinest.oci.digest import Digest
 from ocinest.oci.manifest import Manifest
-from ocinest.storage.database import Connection, Database, find_repo
+from ocinest.storage.database import (
+    SPARSE_BLOB,
+    SPARSE_MANIFEST,
+    Connection,
+    Database,
+    find_repo,
+)
 from ocinest.storage.errors import (
     BlobUnknown,
     ManifestReferenced,
@@ -81,7 +87,8 @@ def _closure(c: Connection, roots: list[tuple[int, str]]) -> set[tuple[str, int,
     while frontier:
         repo_id, digest = frontier.pop()
         for kind, target, target_digest in c.execute(
-            "SELECT kind, target_repo_id, target_digest FROM refs WHERE repo_id = ? AND digest = ?",
+            "SELECT kind, target_repo_id, target_digest FROM refs WHERE repo_id = ? AND digest = ?"
+            " AND kind IN ('blob', 'manifest')",  # a sparse edge makes nothing readable
             (repo_id, digest),
         ).fetchall():
             edge = (kind, int(target), target_digest)
@@ -262,6 +269,7 @@ class SQLMetaStore(GCQueries):
         manifest: Manifest,
         tags: list[str],
         on_move: MoveHook | None = None,
+        sparse: bool = False,
     ) -> None:
         def put(c: Connection) -> None:
             digest = str(manifest.digest)
@@ -275,7 +283,8 @@ class SQLMetaStore(GCQueries):
                     if row is not None and row[0] != digest:
                         on_move(tag, row[0])
             repo_id = find_repo(c, repository, create=True)
-            edges, problems = self._check_references(c, repository, repo_id, manifest)
+            assert repo_id is not None
+            edges, problems = self._check_references(c, repository, repo_id, manifest, sparse)
             if problems:
                 raise ReferencesInvalid(problems)
             now = time.time()
@@ -318,17 +327,20 @@ class SQLMetaStore(GCQueries):
         await self._db.write(put)
 
     def _check_references(
-        self, c: Connection, repository: str, repo_id: int | None, manifest: Manifest
+        self, c: Connection, repository: str, repo_id: int, manifest: Manifest, sparse: bool
     ) -> tuple[list[tuple[str, int, str]], list[ReferenceProblem]]:
-        """The edges `manifest` makes, and a problem for each reference that is not there."""
+        """The edges `manifest` makes, and a problem for each reference that is not there
+        (with `sparse`, a missing non-nested one is a sparse edge instead)."""
         edges: list[tuple[str, int, str]] = []
         problems: list[ReferenceProblem] = []
         for ref in manifest.references:
             d = ref.descriptor
             digest = str(d.digest)
             if ref.kind == "blob":
-                size = None if repo_id is None else _visible_blob_size(c, repo_id, digest)
-                if size is None:
+                size = _visible_blob_size(c, repo_id, digest)
+                if size is None and sparse:
+                    edges.append((SPARSE_BLOB, repo_id, digest))
+                elif size is None:
                     problems.append(
                         ReferenceProblem(f"blob {digest} is not in {repository}", missing=True)
                     )
@@ -340,7 +352,6 @@ class SQLMetaStore(GCQueries):
                         )
                     )
                 else:
-                    assert repo_id is not None
                     edges.append(("blob", repo_id, digest))
                 continue
             target = repository if ref.child is None else f"{repository}/{ref.child}"
@@ -350,7 +361,9 @@ class SQLMetaStore(GCQueries):
                 (target_id, digest),
             ).fetchone()
             nested = ref.child is not None
-            if row is None:
+            if row is None and sparse and not nested:
+                edges.append((SPARSE_MANIFEST, repo_id, digest))
+            elif row is None:
                 problems.append(
                     ReferenceProblem(
                         f"manifest {digest} is not in {target}", missing=True, nested=nested
@@ -385,7 +398,8 @@ class SQLMetaStore(GCQueries):
                 raise ManifestUnknown(repository, str(digest))
             user = c.execute(
                 "SELECT r.name, f.digest FROM refs f JOIN repositories r ON r.id = f.repo_id "
-                "WHERE f.target_repo_id = ? AND f.target_digest = ? AND f.kind = 'manifest' "
+                "WHERE f.target_repo_id = ? AND f.target_digest = ? "
+                f"AND f.kind IN ('manifest', '{SPARSE_MANIFEST}') "
                 "AND NOT (f.repo_id = ? AND f.digest = ?) LIMIT 1",
                 (*key, *key),
             ).fetchone()

@@ -3,10 +3,15 @@ snapshot, deletions re-checked item by item under the write lock, and what fsck 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
 
-from ocinest.storage.database import Connection, Database, find_repo
-from ocinest.storage.meta import GCPlan, TagRecord
+from ocinest.storage.database import SPARSE_BLOB, SPARSE_MANIFEST, Connection, Database, find_repo
+from ocinest.storage.meta import GCPlan, GCRun, Inventory, TagRecord
+
+# Collections kept in `gc_runs` (the last is what /metrics shows; the rest, a short history).
+GC_RUNS_KEPT = 100
 
 
 class GCQueries:
@@ -74,7 +79,8 @@ class GCQueries:
                 if c.execute(
                     "SELECT 1 FROM tags WHERE repo_id = ? AND digest = ? UNION ALL "
                     "SELECT 1 FROM refs WHERE target_repo_id = ? AND target_digest = ? "
-                    "AND kind = 'manifest' AND NOT (repo_id = ? AND digest = ?) LIMIT 1",
+                    f"AND kind IN ('manifest', '{SPARSE_MANIFEST}') "
+                    "AND NOT (repo_id = ? AND digest = ?) LIMIT 1",
                     (*key, *key, *key),
                 ).fetchone():
                     continue
@@ -99,7 +105,8 @@ class GCQueries:
                     if (
                         row[0] >= cutoff
                         or c.execute(
-                            "SELECT 1 FROM refs WHERE target_digest = ? AND kind = 'blob' "
+                            "SELECT 1 FROM refs WHERE target_digest = ? "
+                            f"AND kind IN ('blob', '{SPARSE_BLOB}') "
                             "UNION ALL SELECT 1 FROM repo_blobs "
                             "WHERE digest = ? AND linked_at >= ? LIMIT 1",
                             (digest, digest, cutoff),
@@ -145,6 +152,22 @@ class GCQueries:
         )
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
+    async def sparse_references(self) -> list[tuple[str, str, str, str]]:
+        rows = await self._db.snapshot(
+            lambda c: c.execute(
+                "SELECT r.name, f.digest, f.kind, t.name || '@' || f.target_digest FROM refs f "
+                "JOIN repositories r ON r.id = f.repo_id "
+                "JOIN repositories t ON t.id = f.target_repo_id "
+                f"WHERE (f.kind = '{SPARSE_BLOB}' AND NOT EXISTS (SELECT 1 FROM repo_blobs b "
+                "  WHERE b.repo_id = f.target_repo_id AND b.digest = f.target_digest)) "
+                f"OR (f.kind = '{SPARSE_MANIFEST}' AND NOT EXISTS (SELECT 1 FROM manifests m "
+                "  WHERE m.repo_id = f.target_repo_id AND m.digest = f.target_digest)) "
+                "ORDER BY 1, 2, 4"
+            ).fetchall()
+        )
+        kinds = {SPARSE_BLOB: "blob", SPARSE_MANIFEST: "manifest"}
+        return [(r[0], r[1], kinds[r[2]], r[3]) for r in rows]
+
     async def forget_blobs(self, digests: list[str], delete: Callable[[str], None]) -> None:
         def forget(c: Connection) -> None:
             for digest in digests:
@@ -153,6 +176,49 @@ class GCQueries:
                 c.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
 
         await self._db.write(forget)
+
+    # What GC counts and records
+
+    async def inventory(self) -> Inventory:
+        def count(c: Connection) -> Inventory:
+            blobs, blob_bytes = c.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs"
+            ).fetchone()
+            (manifests,) = c.execute("SELECT COUNT(*) FROM manifests").fetchone()
+            (repositories,) = c.execute("SELECT COUNT(*) FROM repositories").fetchone()
+            # A nested descriptor is the one manifest edge into another repository.
+            indexes, edges = c.execute(
+                "SELECT COUNT(*), COALESCE(SUM(n), 0) FROM (SELECT COUNT(*) AS n FROM refs "
+                "WHERE kind = 'manifest' AND target_repo_id <> repo_id "
+                "GROUP BY repo_id, digest) nested"
+            ).fetchone()
+            return Inventory(
+                int(blobs), int(blob_bytes), int(manifests), int(repositories),
+                int(indexes), int(edges),
+            )  # fmt: skip
+
+        return await self._db.snapshot(count)
+
+    async def record_gc_run(self, run: GCRun) -> None:
+        summary = json.dumps(asdict(run))
+
+        def record(c: Connection) -> None:
+            (last,) = c.execute(
+                "INSERT INTO gc_runs(finished_at, summary) VALUES (?, ?) RETURNING id",
+                (run.finished_at, summary),
+            ).fetchone()
+            c.execute("DELETE FROM gc_runs WHERE id <= ?", (int(last) - GC_RUNS_KEPT,))
+
+        await self._db.write(record)
+
+    async def last_gc_run(self) -> GCRun | None:
+        row = await self._db.read(
+            lambda c: c.execute("SELECT summary FROM gc_runs ORDER BY id DESC LIMIT 1").fetchone()
+        )
+        if row is None:
+            return None
+        doc = json.loads(row[0])
+        return GCRun(**{**doc, "inventory": Inventory(**doc["inventory"])})
 
 
 def _gc_plan(
@@ -168,7 +234,8 @@ def _gc_plan(
     for repo_id, digest, kind, target_repo, target in c.execute(
         "SELECT repo_id, digest, kind, target_repo_id, target_digest FROM refs"
     ):
-        if kind == "manifest":
+        # A sparse edge holds its target once that is pushed, as an ordinary one does.
+        if kind in ("manifest", SPARSE_MANIFEST):
             children.setdefault((repo_id, digest), []).append((target_repo, target))
         else:
             blob_refs.setdefault((repo_id, digest), []).append(target)
