@@ -67,6 +67,15 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
+def workload(full: int) -> int:
+    """How many rounds or iterations a stress test runs: `full` on filesystem + SQLite, half
+    (at least 2) on the second pass on S3 + PostgreSQL (see .ci/run). There each step costs
+    several times more, and the property checked is the same; half the rounds keep the run
+    within its time budget."""
+    second_pass = os.environ.get("OCINEST_TEST_STORAGE") == "s3"
+    return max(2, full // 2) if second_pass else full
+
+
 def backend_settings() -> dict[str, object]:
     """The storage settings of the configuration under test, each server on fresh, empty
     stores: OCINEST_TEST_METADATA=postgres (with OCINEST_TEST_POSTGRES, an admin DSN) and

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, workload
 from tests.manifests import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, sha256
 
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
@@ -152,7 +152,8 @@ def _verify(server: Server, ledger: Ledger) -> None:
 def test_sigkill_during_writes_loses_nothing_acknowledged(server: Server) -> None:
     ledger = Ledger()
     rnd = random.Random(1217)
-    for round_ in range(10):
+    rounds = workload(10)
+    for round_ in range(rounds):
         stop = threading.Event()
         gc_procs: list[subprocess.Popen[bytes]] = []
         threads = [
@@ -165,7 +166,7 @@ def test_sigkill_during_writes_loses_nothing_acknowledged(server: Server) -> Non
         # Kill once this round has had work acknowledged (the last round: once the whole run
         # did enough to mean anything), then at a random point a little later; so the test
         # means the same on a fast machine and on a loaded one.
-        target, last = _acknowledged(ledger) + 4, round_ == 9
+        target, last = _acknowledged(ledger) + 4, round_ == rounds - 1
         _wait_until(
             lambda target=target, last=last: _acknowledged(ledger) >= target
             and (not last or _enough(ledger) or bool(ledger.errors))

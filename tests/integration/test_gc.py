@@ -12,7 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Server, StoredBlobs, push_blob, push_image, push_index, push_manifest
+from tests.conftest import (
+    Server,
+    StoredBlobs,
+    push_blob,
+    push_image,
+    push_index,
+    push_manifest,
+    workload,
+)
 from tests.manifests import OCI_INDEX, OCI_MANIFEST, descriptor, index_manifest, nested, sha256
 
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
@@ -131,7 +139,7 @@ def test_gc_while_pushing_never_breaks_a_manifest(server: Server, client: httpx.
 
     def pusher(n: int) -> None:
         with httpx.Client(base_url=server.url, timeout=60) as c:
-            for i in range(15):
+            for i in range(workload(16)):
                 try:
                     repo = f"busy/r{n % 3}"
                     push_image(c, repo, tag=f"t{i % 4}", layers=[shared_layer])

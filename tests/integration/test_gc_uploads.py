@@ -14,14 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Server, StoredBlobs, error_codes, free_port, push_image
+from tests.conftest import Server, StoredBlobs, error_codes, free_port, push_image, workload
 from tests.integration.test_gc import gc, layers_of
 from tests.manifests import sha256
 
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
 
 UPLOADERS = 6
-ITERATIONS = 40
+ITERATIONS = workload(40)
 
 
 def slowly(data: bytes) -> Iterator[bytes]:
