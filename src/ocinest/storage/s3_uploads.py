@@ -23,7 +23,7 @@ LEASE = 10.0  # seconds a lease lasts unless renewed
 class State:
     """An upload session, as kept in `uploads/<id>/state`."""
 
-    multipart: str
+    multipart: str = ""  # the S3 multipart upload, made with the first whole part
     parts: list[dict[str, Any]] = field(default_factory=list)  # PartNumber, ETag, Size
     size: int = 0
     tail: int = 0  # bytes in the tail object
