@@ -470,3 +470,33 @@ async def test_a_publish_run_again_writes_the_bytes_only_if_gone(open_blobs: Ope
     blobs.publish("u1", digest)
     await blobs.abort("u1")
     assert await read_all(blobs, digest, 0, 1000) == data
+
+
+@pytest.mark.parametrize("open_blobs", S3, indirect=True)
+async def test_a_chunked_upload_of_less_than_a_part_is_sent_once(open_blobs: OpenBlobs) -> None:
+    """Chunks that make less than a part, all on one process: the tail object they are kept
+    in becomes the upload's data, so their bytes are sent once, never read back, and copied
+    to the content address by S3 alone."""
+    blobs = open_blobs()
+    calls: list[tuple[str, int]] = []  # operation, body bytes
+
+    def count(model: Any, params: Any, **_: Any) -> None:
+        body = params.get("body", b"")
+        calls.append((model.name, len(body) if isinstance(body, bytes | bytearray) else 0))
+
+    blobs._s3.meta.events.register("before-call.s3", count)  # type: ignore[attr-defined]
+    data = os.urandom(300_000)
+    digest = Digest.of(data)
+    await blobs.start_upload("u1")
+    assert await blobs.append("u1", 0, chunks(data[:100_000])) == 100_000
+    assert await blobs.append("u1", 100_000, chunks(data[100_000:])) == len(data)
+    assert await blobs.verify("u1", digest) == len(data)
+    blobs.publish("u1", digest)
+    await blobs.abort("u1")
+    names = [name for name, _ in calls]
+    assert names.count("CopyObject") == 1, names
+    # The tail is read (to be extended) once, by the second append; never to hash the upload.
+    assert sum(size for _, size in calls) < len(data) + 100_000 + 8192, calls
+    assert await read_all(blobs, digest, 0, len(data)) == data
+    assert listed(blobs) == {str(digest): len(data)}
+    assert blobs.stale_uploads(time.time() + 60) == []

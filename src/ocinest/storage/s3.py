@@ -4,7 +4,9 @@ An upload session is one S3 multipart upload. Its state (the parts so far and th
 not yet making a whole part, kept in a small tail object) lives in the bucket, so a PATCH
 may land on another process than the POST. A blob becomes visible only after its digest is
 verified: the completed upload is hashed (by the process that saw every byte, or by reading
-it back) and only then copied, server-side, to its content address.
+it back) and only then copied, server-side, to its content address. A monolithic push's body
+(a closing append to an empty upload, of at most one part) is the exception: hashed as it
+arrives and held in memory, it is written once, by `publish`, to its content address.
 
 Writers of one upload (the store instances of several processes) take turns by a lease kept
 in the state object and changed only by compare-and-swap (`s3_uploads.py`). The lease is
@@ -136,6 +138,7 @@ class S3BlobStore:
         # The state each upload had when this process last saw it, and when (time.monotonic).
         self._seen: dict[str, tuple[State, float]] = {}
         self._held: dict[str, _Held] = {}
+        self._sources: dict[str, str] = {}  # the key of each verified upload's data
         # At start, S3 gets longer than a request's bound (making a bucket may take a while).
         setup = client(max(30.0, timeout))
         try:
@@ -359,23 +362,30 @@ class S3BlobStore:
 
         def finish() -> int:
             state = loaded[0]
-            key = self._states.key(upload_id, "data")
             if lease is not None:
                 state = lease.state
-                tail = self._states.tail(upload_id, state)
+                data = "data"
                 if not state.parts:
-                    # Less than a part: S3 wants a part of 5 MiB but the last; write it plainly.
+                    # Less than a part: the tail object is the upload's data as it stands.
                     if state.multipart:  # made by a session of an older version
                         self._s3.abort_multipart_upload(
-                            Bucket=self._bucket, Key=key, UploadId=state.multipart
+                            Bucket=self._bucket,
+                            Key=self._states.key(upload_id, data),
+                            UploadId=state.multipart,
                         )
-                    self._s3.put_object(Bucket=self._bucket, Key=key, Body=tail)
+                    if state.tail:
+                        data = state.tail_key
+                    else:  # an empty blob
+                        self._s3.put_object(
+                            Bucket=self._bucket, Key=self._states.key(upload_id, data), Body=b""
+                        )
                 else:
                     parts = list(state.parts)
+                    tail = self._states.tail(upload_id, state)
                     if tail:
                         answer = self._s3.upload_part(
                             Bucket=self._bucket,
-                            Key=key,
+                            Key=self._states.key(upload_id, data),
                             UploadId=state.multipart,
                             PartNumber=lease.next,
                             Body=tail,
@@ -384,12 +394,15 @@ class S3BlobStore:
                             {"PartNumber": lease.next, "ETag": answer["ETag"], "Size": len(tail)}
                         )
                     self._complete(upload_id, lease, parts)
-                done = {"completed": True, "tail": 0, "tail_key": ""}
+                done = {"completed": True, "tail": 0, "tail_key": "", "data": data}
                 self._states.release(upload_id, lease, State(**{**state.__dict__, **done}))
-                if tail:
+                if state.tail and data != state.tail_key:
                     self._s3.delete_object(
                         Bucket=self._bucket, Key=self._states.key(upload_id, state.tail_key)
                     )
+                state = State(**{**state.__dict__, **done})
+            key = self._states.key(upload_id, state.data or "data")
+            self._sources[upload_id] = key
             if running is not None and running[1] == state.size and digest.algorithm == CANONICAL:
                 actual = running[0].hexdigest()
             else:
@@ -491,10 +504,13 @@ class S3BlobStore:
         # commit, the upload keeps its data.
         try:
             with _unavailable():
+                source = self._sources.get(upload_id)
+                if source is None:  # verified by another process (say, before a restart)
+                    state = self._states.load(upload_id)
+                    name = (state.data if state is not None else "") or "data"
+                    source = self._states.key(upload_id, name)
                 self._s3.copy(
-                    {"Bucket": self._bucket, "Key": self._states.key(upload_id, "data")},
-                    self._bucket,
-                    self._blob_key(digest),
+                    {"Bucket": self._bucket, "Key": source}, self._bucket, self._blob_key(digest)
                 )
         except ClientError as exc:
             if missing(exc):
@@ -508,6 +524,7 @@ class S3BlobStore:
     async def abort(self, upload_id: str) -> None:
         self._hashers.pop(upload_id, None)
         self._seen.pop(upload_id, None)
+        self._sources.pop(upload_id, None)
         if self._held.pop(upload_id, None) is not None:
             # The session stored nothing but its state (the bytes went to the content
             # address); whatever another writer stored meanwhile is debris without a

@@ -29,6 +29,7 @@ class State:
     tail: int = 0  # bytes in the tail object
     tail_key: str = ""  # the tail object's name under the upload, "" when there is none
     completed: bool = False
+    data: str = ""  # the object under the upload with a completed upload's bytes ("": data)
     next_part: int = 1  # the first part number no lease was handed
     writer: str = ""  # the token of the lease's holder, "" when free
     until: float = 0.0  # when the lease expires (time.time())
