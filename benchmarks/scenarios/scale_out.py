@@ -17,6 +17,7 @@ from harness.common import MiB, log
 from harness.load import get_load, loadgen
 from harness.oci import ACCEPT_MANIFESTS
 from harness.results import Row
+from harness.s3count import S3Counter
 from harness.servers import Server, log_exceptions, ocinest_config_server
 from harness.services import ServiceError, SharedStores
 
@@ -24,6 +25,7 @@ REPO = "bench/scale"
 GET_PATH = f"/v2/{REPO}/manifests/latest"
 BLOB_SIZE = MiB
 KINDS = ("get", "push")
+COUNTED_PUSHES = 16  # pushes through the counted process, for the S3 figures per push
 
 
 def run(bench: Bench) -> None:
@@ -73,9 +75,62 @@ def _with_stores(bench: Bench, stores: SharedStores) -> None:
             servers.append(server.start())
         log(f"scale-out: processes on {', '.join(s.base for s in servers)}")
         _measure(bench, stores, servers)
+        _count_s3(bench, stores, settings, env)
     finally:
         for server in reversed(servers):
             server.stop()
+
+
+def _count_s3(
+    bench: Bench, stores: SharedStores, settings: dict[str, Any], env: dict[str, str]
+) -> None:
+    """S3 requests and bytes per push: one more process, on the same stores, whose S3
+    traffic passes through a counter (outside the timed rounds: the counter adds latency)."""
+    counter = S3Counter(stores.s3_endpoint)
+    server = ocinest_config_server(
+        "ocinest-s3pg-counted",
+        bench.work / "scale-out-counted",
+        bench.logs,
+        {**settings, "s3_endpoint": counter.endpoint},
+        env,
+    )
+    try:
+        server.start()
+        counter.reset()
+        spec = {
+            "mode": "push-blobs",
+            "base": server.base,
+            "repo": f"{REPO}-counted",
+            "count": COUNTED_PUSHES,
+            "concurrency": 4,
+            "size": BLOB_SIZE,
+        }
+        result = loadgen(spec, allow_errors=True)
+        counts = counter.snapshot()
+    finally:
+        server.stop()
+        counter.stop()
+    pushes = max(1, result["ops"])
+    per_push = {
+        "requests": counts["requests"] / pushes,
+        "bytes_sent": counts["bytes_sent"] / pushes,
+        "bytes_read": counts["bytes_read"] / pushes,
+        "server_side_copies": counts["server_side_copies"] / pushes,
+    }
+    bench.details["scale-out-s3"] = {
+        "pushes": result["ops"],
+        "totals": counts,
+        "per_push": per_push,
+    }
+    bench.notes.append(
+        f"scale-out: S3 per {BLOB_SIZE // MiB} MiB push (POST+PUT, {result['ops']} pushes "
+        f"through a counting pass-through): {per_push['requests']:.1f} requests, "
+        f"{per_push['bytes_sent'] / BLOB_SIZE:.2f}x the blob's bytes sent, "
+        f"{per_push['bytes_read'] / BLOB_SIZE:.2f}x read back, "
+        f"{per_push['server_side_copies']:.1f} server-side copies (goal: <= 5 requests, "
+        "bytes written once)"
+    )
+    log(bench.notes[-1])
 
 
 def _measure(bench: Bench, stores: SharedStores, servers: list[Server]) -> None:

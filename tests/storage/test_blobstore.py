@@ -10,6 +10,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -335,3 +336,167 @@ async def test_stale_uploads_are_those_written_before_a_time(blobs: BlobStore) -
     assert sorted(blobs.stale_uploads(time.time() + 60)) == sorted(ids)
     await blobs.abort(ids[1])
     assert sorted(blobs.stale_uploads(time.time() + 60)) == sorted([ids[0], ids[2]])
+
+
+# A closing append (`digest` given): the body of a monolithic push.
+
+
+async def _push(blobs: BlobStore, data: bytes, algorithm: str = "sha256") -> Digest:
+    """A monolithic push as the registry runs it: start, a closing append, verify, publish
+    and abort."""
+    upload_id = uuid.uuid4().hex
+    digest = Digest.of(data, algorithm)
+    await blobs.start_upload(upload_id)
+    assert await blobs.upload_size(upload_id) == 0
+    assert await blobs.append(upload_id, 0, chunks(data[:7], data[7:]), digest) == len(data)
+    assert await blobs.verify(upload_id, digest) == len(data)
+    blobs.publish(upload_id, digest)
+    await blobs.abort(upload_id)
+    return digest
+
+
+@pytest.mark.parametrize("size", [0, 1000, PART_SIZE + 10])  # empty, less and more than a part
+@pytest.mark.parametrize("algorithm", ["sha256", "sha512"])
+async def test_a_closing_append_becomes_a_readable_blob(
+    open_blobs: OpenBlobs, size: int, algorithm: str
+) -> None:
+    blobs = open_blobs()
+    data = os.urandom(size)
+    digest = await _push(blobs, data, algorithm)
+    assert listed(blobs) == {str(digest): size}
+    assert await read_all(open_blobs(), digest, 0, size) == data
+    assert blobs.stale_uploads(time.time() + 60) == []  # the session is gone
+
+
+async def test_a_closing_append_of_other_content_is_kept_as_any_append(blobs: BlobStore) -> None:
+    data = os.urandom(300)
+    await blobs.start_upload("u1")
+    assert await blobs.append("u1", 0, chunks(data), Digest.of(b"something else")) == 300
+    assert await blobs.upload_size("u1") == 300
+    with pytest.raises(DigestMismatch):
+        await blobs.verify("u1", Digest.of(b"something else"))
+    assert await blobs.verify("u1", Digest.of(data)) == 300
+    blobs.publish("u1", Digest.of(data))
+    assert await read_all(blobs, Digest.of(data), 0, 300) == data
+
+
+async def test_a_closing_append_checked_against_another_digest_is_kept(blobs: BlobStore) -> None:
+    data = os.urandom(300)
+    await blobs.start_upload("u1")
+    assert await blobs.append("u1", 0, chunks(data), Digest.of(data)) == 300
+    with pytest.raises(DigestMismatch):
+        await blobs.verify("u1", Digest.of(b"something else"))
+    assert await blobs.upload_size("u1") == 300
+    assert await blobs.verify("u1", Digest.of(data)) == 300
+
+
+async def test_a_closing_append_after_others_ends_the_upload(open_blobs: OpenBlobs) -> None:
+    """The last chunk of a chunked upload, on another store instance than the first."""
+    first, second = open_blobs(), open_blobs()
+    data = os.urandom(5000)
+    await first.start_upload("u1")
+    assert await first.append("u1", 0, chunks(data[:1000])) == 1000
+    assert await second.upload_size("u1") == 1000
+    assert await second.append("u1", 1000, chunks(data[1000:]), Digest.of(data)) == 5000
+    assert await second.verify("u1", Digest.of(data)) == 5000
+    second.publish("u1", Digest.of(data))
+    await second.abort("u1")
+    assert await read_all(first, Digest.of(data), 0, 5000) == data
+    assert first.stale_uploads(time.time() + 60) == []
+
+
+@pytest.mark.parametrize("open_blobs", S3, indirect=True)
+async def test_a_closing_append_held_elsewhere_leaves_the_upload_to_others(
+    open_blobs: OpenBlobs,
+) -> None:
+    """Bytes the S3 store holds for its publish are not the upload's: another process sees
+    the upload as it was and may still write it."""
+    first, second = open_blobs(), open_blobs()
+    data = os.urandom(1000)
+    await first.start_upload("u1")
+    await first.append("u1", 0, chunks(data), Digest.of(data))
+    assert await second.upload_size("u1") == 0
+    assert await second.append("u1", 0, chunks(data)) == 1000
+    assert await second.verify("u1", Digest.of(data)) == 1000
+
+
+@pytest.mark.parametrize("open_blobs", S3, indirect=True)
+async def test_a_monolithic_push_writes_its_bytes_once_in_few_requests(
+    open_blobs: OpenBlobs,
+) -> None:
+    """A 1 MiB push on S3: at most 5 requests, and the bytes sent once (the object at the
+    content address), not copied there server-side."""
+    blobs = open_blobs()
+    sent: list[tuple[str, int, bool]] = []  # operation, body bytes, copy
+
+    def count(request: Any, **_: Any) -> None:
+        body = request.body
+        size = len(body) if isinstance(body, bytes | bytearray) else 0
+        if hasattr(body, "seek"):
+            at = body.tell()
+            size = body.seek(0, os.SEEK_END) - at
+            body.seek(at)
+        copy = "x-amz-copy-source" in request.headers
+        sent.append((request.method, size, copy))
+
+    blobs._s3.meta.events.register("before-send.s3", count)  # type: ignore[attr-defined]
+    data = os.urandom(1 << 20)
+    digest = await _push(blobs, data)
+    assert len(sent) <= 5, sent
+    assert sum(size for _, size, _ in sent) < len(data) + 4096, sent
+    assert not any(copy for _, _, copy in sent), sent
+    assert await read_all(blobs, digest, 0, len(data)) == data
+
+
+@pytest.mark.parametrize("open_blobs", S3, indirect=True)
+async def test_a_publish_run_again_writes_the_bytes_only_if_gone(open_blobs: OpenBlobs) -> None:
+    """A metadata transaction that conflicts runs again, and its publish with it: the held
+    bytes are then not sent again while they are still at their content address."""
+    blobs = open_blobs()
+    operations: list[str] = []
+    blobs._s3.meta.events.register(  # type: ignore[attr-defined]
+        "before-call.s3", lambda model, **_: operations.append(model.name)
+    )
+    data = os.urandom(1000)
+    digest = Digest.of(data)
+    await blobs.start_upload("u1")
+    await blobs.append("u1", 0, chunks(data), digest)
+    await blobs.verify("u1", digest)
+    blobs.publish("u1", digest)
+    operations.clear()
+    blobs.publish("u1", digest)
+    assert operations == ["HeadObject"]
+    blobs.delete(digest)  # gone meanwhile (say, an orphan at that address that gc removed)
+    blobs.publish("u1", digest)
+    await blobs.abort("u1")
+    assert await read_all(blobs, digest, 0, 1000) == data
+
+
+@pytest.mark.parametrize("open_blobs", S3, indirect=True)
+async def test_a_chunked_upload_of_less_than_a_part_is_sent_once(open_blobs: OpenBlobs) -> None:
+    """Chunks that make less than a part, all on one process: the tail object they are kept
+    in becomes the upload's data, so their bytes are sent once, never read back, and copied
+    to the content address by S3 alone."""
+    blobs = open_blobs()
+    calls: list[tuple[str, int]] = []  # operation, body bytes
+
+    def count(model: Any, params: Any, **_: Any) -> None:
+        body = params.get("body", b"")
+        calls.append((model.name, len(body) if isinstance(body, bytes | bytearray) else 0))
+
+    blobs._s3.meta.events.register("before-call.s3", count)  # type: ignore[attr-defined]
+    data = os.urandom(300_000)
+    digest = Digest.of(data)
+    await blobs.start_upload("u1")
+    assert await blobs.append("u1", 0, chunks(data[:100_000])) == 100_000
+    assert await blobs.append("u1", 100_000, chunks(data[100_000:])) == len(data)
+    assert await blobs.verify("u1", digest) == len(data)
+    blobs.publish("u1", digest)
+    await blobs.abort("u1")
+    names = [name for name, _ in calls]
+    assert names.count("CopyObject") == 1, names
+    # The tail is read (to be extended) once, by the second append; never to hash the upload.
+    assert sum(size for _, size in calls) < len(data) + 100_000 + 8192, calls
+    assert await read_all(blobs, digest, 0, len(data)) == data
+    assert listed(blobs) == {str(digest): len(data)}
+    assert blobs.stale_uploads(time.time() + 60) == []

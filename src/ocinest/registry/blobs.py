@@ -249,7 +249,7 @@ async def _monolithic(
 ) -> web.Response:
     upload_id = await _new_session(reg, name)
     try:
-        await reg.blobs.append(upload_id, 0, _body(request))
+        await reg.blobs.append(upload_id, 0, _body(request), digest)
         await _commit(reg, name, upload_id, digest)
     except BaseException:
         # The row first, as in a cancel: a crash in between leaves only data, which gc removes.
@@ -284,9 +284,17 @@ async def _session(reg: Registry, name: str, upload_id: str) -> int:
     return size
 
 
-async def _append(request: web.Request, reg: Registry, name: str, upload_id: str, size: int) -> int:
+async def _append(
+    request: web.Request,
+    reg: Registry,
+    name: str,
+    upload_id: str,
+    size: int,
+    digest: Digest | None = None,
+) -> int:
     """Append the request body to the upload, at the start its Content-Range gives; a body
-    of another length than that range is refused, the answer's Range what the upload holds."""
+    of another length than that range is refused, the answer's Range what the upload holds.
+    With `digest` the body closes the upload (BlobStore.append)."""
     offset, length = size, None
     header = request.headers.get("Content-Range")
     if header is not None:
@@ -307,7 +315,7 @@ async def _append(request: web.Request, reg: Registry, name: str, upload_id: str
                 headers=_upload_headers(name, upload_id, size),
             )
     try:
-        return await reg.blobs.append(upload_id, offset, _body(request, length))
+        return await reg.blobs.append(upload_id, offset, _body(request, length), digest)
     except UploadOffsetMismatch as exc:
         raise OCIError(
             ErrorCode.RANGE_INVALID,
@@ -340,7 +348,7 @@ async def finish_upload(request: web.Request, name: str, upload_id: str) -> web.
         # UploadComplete: a retry of a PUT whose commit failed after the data was closed; the
         # upload holds all of it (this body too), and the commit below checks its digest.
         with contextlib.suppress(UploadComplete):
-            await _append(request, reg, name, upload_id, size)
+            await _append(request, reg, name, upload_id, size, digest)
     await _commit(reg, name, upload_id, digest)
     return _created(name, digest)
 

@@ -37,12 +37,24 @@ class BlobStore(Protocol):
     async def upload_size(self, upload_id: str) -> int | None:
         """How many bytes the upload holds, or None when it does not exist."""
 
-    async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int:
+    async def append(
+        self,
+        upload_id: str,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        digest: Digest | None = None,
+    ) -> int:
         """Append `chunks` at `offset`; durable when it returns the upload's new size.
 
         Raises `UploadOffsetMismatch` when `offset` is not the upload's size, `UploadUnknown`
         when the upload does not exist. When `chunks` raises `ChunkRefused`, nothing of this
         call is kept.
+
+        `digest` says that these are the upload's last bytes and that `verify` with it follows
+        at once (the body of the closing PUT or of a monolithic POST). A store may then keep
+        bytes that match it in memory, for `verify` and `publish` to write once where the blob
+        is read; they are durable once `publish` returned, and `upload_size` meanwhile reports
+        the size without them. Bytes that do not match are stored as without `digest`.
         """
 
     async def verify(self, upload_id: str, digest: Digest) -> int:

@@ -109,7 +109,13 @@ class FilesystemBlobStore:
         except FileNotFoundError:
             return None
 
-    async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int:
+    async def append(
+        self,
+        upload_id: str,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        digest: Digest | None = None,  # a file is written once whether or not they close it
+    ) -> int:
         try:
             fd = os.open(self._upload_path(upload_id), os.O_WRONLY | os.O_APPEND)
         except FileNotFoundError:

@@ -4,7 +4,9 @@ An upload session is one S3 multipart upload. Its state (the parts so far and th
 not yet making a whole part, kept in a small tail object) lives in the bucket, so a PATCH
 may land on another process than the POST. A blob becomes visible only after its digest is
 verified: the completed upload is hashed (by the process that saw every byte, or by reading
-it back) and only then copied, server-side, to its content address.
+it back) and only then copied, server-side, to its content address. A monolithic push's body
+(a closing append to an empty upload, of at most one part) is the exception: hashed as it
+arrives and held in memory, it is written once, by `publish`, to its content address.
 
 Writers of one upload (the store instances of several processes) take turns by a lease kept
 in the state object and changed only by compare-and-swap (`s3_uploads.py`). The lease is
@@ -22,6 +24,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,6 +47,8 @@ T = TypeVar("T")
 MIN_PART = 5 << 20  # S3's smallest part but the last
 READ_CHUNK = 1 << 20
 MAX_COPY = 5 << 30  # S3's largest part copied server-side
+SEEN = 4096  # upload states remembered before the old are forgotten
+HOLD = 300.0  # seconds closing bytes are held for the publish of a push whose commit failed
 
 
 # Faults of the service, not answers about the request: it cannot be reached, stopped
@@ -65,6 +70,27 @@ def _unavailable() -> Iterator[None]:
             raise
         code = exc.response.get("Error", {}).get("Code", "")
         raise BackendUnavailable("blobs", f"S3 answered {status} {code}".rstrip()) from None
+
+
+@dataclass
+class _Held:
+    """The closing bytes of an upload, verified against `digest`, waiting for `publish`."""
+
+    digest: Digest
+    data: bytes
+    at: float  # time.monotonic() when they were received
+    written: bool = False  # by a publish whose transaction then ran again
+
+
+async def _prefixed(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for chunk in rest:
+        yield chunk
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield  # an async generator that yields nothing
 
 
 class S3BlobStore:
@@ -109,6 +135,10 @@ class S3BlobStore:
         self._states = UploadStates(self._s3, bucket, self._prefix, lease)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="ocinest-s3")
         self._hashers: dict[str, tuple[Hasher, int]] = {}
+        # The state each upload had when this process last saw it, and when (time.monotonic).
+        self._seen: dict[str, tuple[State, float]] = {}
+        self._held: dict[str, _Held] = {}
+        self._sources: dict[str, str] = {}  # the key of each verified upload's data
         # At start, S3 gets longer than a request's bound (making a bucket may take a while).
         setup = client(max(30.0, timeout))
         try:
@@ -183,20 +213,53 @@ class S3BlobStore:
             stream.close()
 
     async def start_upload(self, upload_id: str) -> None:
-        def start() -> None:
-            created = self._s3.create_multipart_upload(
-                Bucket=self._bucket, Key=self._states.key(upload_id, "data")
-            )
-            self._states.save(upload_id, State(created["UploadId"]), None)
-
-        await self._run(start)
+        await self._run(self._states.save, upload_id, State(), None)
         self._hashers[upload_id] = (new_hasher(CANONICAL), 0)
+        self._seen[upload_id] = (State(), time.monotonic())
 
     async def upload_size(self, upload_id: str) -> int | None:
         state = await self._run(self._states.load, upload_id)
+        now = time.monotonic()
+        if len(self._seen) > SEEN:
+            self._seen = {u: seen for u, seen in self._seen.items() if seen[1] > now - HOLD}
+        if state is not None:
+            self._seen[upload_id] = (state, now)
         return None if state is None else state.size
 
-    async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int:
+    async def append(
+        self,
+        upload_id: str,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        digest: Digest | None = None,
+    ) -> int:
+        seen, at = self._seen.pop(upload_id, (None, 0.0))
+        fresh = seen is not None and time.monotonic() - at < self._states.lease / 2
+        if digest is not None and fresh and seen == State() and offset == 0:
+            return await self._hold(upload_id, chunks, digest)
+        return await self._store(upload_id, offset, chunks)
+
+    async def _hold(self, upload_id: str, chunks: AsyncIterator[bytes], digest: Digest) -> int:
+        """The closing bytes of an upload that holds none yet (the body of a monolithic
+        push): when they fit in one part and match `digest`, they are kept here, for
+        `verify` and `publish` to write them once, at the content address. Otherwise they
+        are stored as any append's."""
+        hasher = new_hasher(digest.algorithm)
+        buffer = bytearray()
+        async for chunk in chunks:
+            hasher.update(chunk)
+            buffer += chunk
+            if len(buffer) > self._part_size:
+                return await self._store(upload_id, 0, _prefixed(bytes(buffer), chunks))
+        if hasher.hexdigest() != digest.encoded:
+            return await self._store(upload_id, 0, _prefixed(bytes(buffer), _nothing()))
+        now = time.monotonic()
+        for stale in [u for u, held in self._held.items() if held.at < now - HOLD]:
+            del self._held[stale]  # a push whose commit failed and was never retried
+        self._held[upload_id] = _Held(digest, bytes(buffer), now)
+        return len(buffer)
+
+    async def _store(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int:
         lease = await self._take(upload_id, offset)
         state = lease.state
         running = self._hashers.pop(upload_id, None)
@@ -204,12 +267,17 @@ class S3BlobStore:
         parts: list[dict[str, Any]] = []
         size = state.size
         pending: asyncio.Future[None] | None = None
+        multipart = [state.multipart]  # made with the first part, under the lease
 
         def put_part(number: int, data: bytes) -> None:
+            key = self._states.key(upload_id, "data")
+            if not multipart[0]:
+                made = self._s3.create_multipart_upload(Bucket=self._bucket, Key=key)
+                multipart[0] = made["UploadId"]
             answer = self._s3.upload_part(
                 Bucket=self._bucket,
-                Key=self._states.key(upload_id, "data"),
-                UploadId=state.multipart,
+                Key=key,
+                UploadId=multipart[0],
                 PartNumber=number,
                 Body=data,
             )
@@ -242,6 +310,7 @@ class S3BlobStore:
             new = State(
                 **{
                     **state.__dict__,
+                    "multipart": multipart[0],
                     "parts": state.parts + parts,
                     "size": size,
                     "tail": len(buffer),
@@ -278,6 +347,13 @@ class S3BlobStore:
         return size
 
     async def verify(self, upload_id: str, digest: Digest) -> int:
+        held = self._held.get(upload_id)
+        if held is not None:
+            if held.digest == digest:
+                return len(held.data)
+            # Checked against another digest: the bytes become the upload's like any append.
+            del self._held[upload_id]
+            await self._store(upload_id, 0, _prefixed(held.data, _nothing()))
         running = self._hashers.pop(upload_id, None)
         loaded = await self._run(self._states.fetch, upload_id)
         if loaded is None:
@@ -286,22 +362,30 @@ class S3BlobStore:
 
         def finish() -> int:
             state = loaded[0]
-            key = self._states.key(upload_id, "data")
             if lease is not None:
                 state = lease.state
-                tail = self._states.tail(upload_id, state)
-                if not state.parts and not tail:
-                    # An empty blob: S3 wants at least one part; write it plainly.
-                    self._s3.abort_multipart_upload(
-                        Bucket=self._bucket, Key=key, UploadId=state.multipart
-                    )
-                    self._s3.put_object(Bucket=self._bucket, Key=key, Body=b"")
+                data = "data"
+                if not state.parts:
+                    # Less than a part: the tail object is the upload's data as it stands.
+                    if state.multipart:  # made by a session of an older version
+                        self._s3.abort_multipart_upload(
+                            Bucket=self._bucket,
+                            Key=self._states.key(upload_id, data),
+                            UploadId=state.multipart,
+                        )
+                    if state.tail:
+                        data = state.tail_key
+                    else:  # an empty blob
+                        self._s3.put_object(
+                            Bucket=self._bucket, Key=self._states.key(upload_id, data), Body=b""
+                        )
                 else:
                     parts = list(state.parts)
+                    tail = self._states.tail(upload_id, state)
                     if tail:
                         answer = self._s3.upload_part(
                             Bucket=self._bucket,
-                            Key=key,
+                            Key=self._states.key(upload_id, data),
                             UploadId=state.multipart,
                             PartNumber=lease.next,
                             Body=tail,
@@ -310,12 +394,15 @@ class S3BlobStore:
                             {"PartNumber": lease.next, "ETag": answer["ETag"], "Size": len(tail)}
                         )
                     self._complete(upload_id, lease, parts)
-                done = {"completed": True, "tail": 0, "tail_key": ""}
+                done = {"completed": True, "tail": 0, "tail_key": "", "data": data}
                 self._states.release(upload_id, lease, State(**{**state.__dict__, **done}))
-                if tail:
+                if state.tail and data != state.tail_key:
                     self._s3.delete_object(
                         Bucket=self._bucket, Key=self._states.key(upload_id, state.tail_key)
                     )
+                state = State(**{**state.__dict__, **done})
+            key = self._states.key(upload_id, state.data or "data")
+            self._sources[upload_id] = key
             if running is not None and running[1] == state.size and digest.algorithm == CANONICAL:
                 actual = running[0].hexdigest()
             else:
@@ -394,14 +481,36 @@ class S3BlobStore:
         return hasher.hexdigest()
 
     def publish(self, upload_id: str, digest: Digest) -> None:
+        held = self._held.get(upload_id)
+        if held is not None and held.digest == digest:
+            # Verified bytes, written once, where they are read: S3 replaces an object at
+            # once and whole, so that a reader of the same content address (pushed before,
+            # or left by a crash between publish and commit) sees it all, old or new.
+            # A transaction that runs again (a conflict) publishes again: then the bytes are
+            # written only if they are gone meanwhile.
+            key = self._blob_key(digest)
+            with _unavailable():
+                if held.written:
+                    try:
+                        self._s3.head_object(Bucket=self._bucket, Key=key)
+                        return
+                    except ClientError as exc:
+                        if not missing(exc):
+                            raise
+                self._s3.put_object(Bucket=self._bucket, Key=key, Body=held.data)
+            held.written = True
+            return
         # A server-side copy, not a move: should the metadata transaction around it not
         # commit, the upload keeps its data.
         try:
             with _unavailable():
+                source = self._sources.get(upload_id)
+                if source is None:  # verified by another process (say, before a restart)
+                    state = self._states.load(upload_id)
+                    name = (state.data if state is not None else "") or "data"
+                    source = self._states.key(upload_id, name)
                 self._s3.copy(
-                    {"Bucket": self._bucket, "Key": self._states.key(upload_id, "data")},
-                    self._bucket,
-                    self._blob_key(digest),
+                    {"Bucket": self._bucket, "Key": source}, self._bucket, self._blob_key(digest)
                 )
         except ClientError as exc:
             if missing(exc):
@@ -414,20 +523,26 @@ class S3BlobStore:
 
     async def abort(self, upload_id: str) -> None:
         self._hashers.pop(upload_id, None)
+        self._seen.pop(upload_id, None)
+        self._sources.pop(upload_id, None)
+        if self._held.pop(upload_id, None) is not None:
+            # The session stored nothing but its state (the bytes went to the content
+            # address); whatever another writer stored meanwhile is debris without a
+            # state, which gc drops (`stale_uploads`).
+            await self._run(
+                self._s3.delete_object,
+                Bucket=self._bucket,
+                Key=self._states.key(upload_id, "state"),
+            )
+            return
 
         def drop() -> None:
-            state = self._states.load(upload_id)
-            if state is None:
-                # Debris: whatever multipart uploads a writer that died left on its keys.
-                multiparts = [(m["Key"], m["UploadId"]) for m in self._multiparts(upload_id)]
-            elif not state.completed:
-                multiparts = [(self._states.key(upload_id, "data"), state.multipart)]
-            else:
-                multiparts = []
-            for key, multipart in multiparts:
+            # Every multipart upload on the session's keys: the state's, and any a writer
+            # made and died before its state named it.
+            for multipart in self._multiparts(upload_id):
                 try:
                     self._s3.abort_multipart_upload(
-                        Bucket=self._bucket, Key=key, UploadId=multipart
+                        Bucket=self._bucket, Key=multipart["Key"], UploadId=multipart["UploadId"]
                     )
                 except ClientError as exc:
                     if not missing(exc):

@@ -23,12 +23,13 @@ LEASE = 10.0  # seconds a lease lasts unless renewed
 class State:
     """An upload session, as kept in `uploads/<id>/state`."""
 
-    multipart: str
+    multipart: str = ""  # the S3 multipart upload, made with the first whole part
     parts: list[dict[str, Any]] = field(default_factory=list)  # PartNumber, ETag, Size
     size: int = 0
     tail: int = 0  # bytes in the tail object
     tail_key: str = ""  # the tail object's name under the upload, "" when there is none
     completed: bool = False
+    data: str = ""  # the object under the upload with a completed upload's bytes ("": data)
     next_part: int = 1  # the first part number no lease was handed
     writer: str = ""  # the token of the lease's holder, "" when free
     until: float = 0.0  # when the lease expires (time.time())
