@@ -159,11 +159,13 @@ class PostgresDatabase:
     async def read(self, fn: Callable[[Connection], T]) -> T:
         return await self._call(lambda conn: fn(_Connection(conn)))
 
-    async def write(self, fn: Callable[[Connection], T]) -> T:
+    async def write(self, fn: Callable[[Connection], T], durable: bool = True) -> T:
         def body(conn: psycopg.Connection[Any]) -> T:
             # Index lookups take fine-grained predicate locks; a sequential scan of a small
             # table would lock all of it and make every concurrent writer conflict.
             conn.execute("SET LOCAL enable_seqscan = off")
+            if not durable:
+                conn.execute("SET LOCAL synchronous_commit = off")
             return fn(_Connection(conn))
 
         return await self._call(body, "SERIALIZABLE")
