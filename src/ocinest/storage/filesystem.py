@@ -150,13 +150,15 @@ class FilesystemBlobStore:
             os.close(fd)
 
     async def _write_all(self, fd: int, hasher: Hasher, chunks: AsyncIterator[bytes]) -> int:
-        """Write while reading: the I/O thread hashes and writes one batch while the loop
-        reads the next."""
+        """Write while reading, and hash while writing: one I/O thread hashes a batch while
+        another writes it (or the one before), and the loop reads the next."""
 
-        def write(chunks: list[bytes]) -> None:
-            # Hash and write the chunks as they came: no copy into one buffer.
+        def digest(chunks: list[bytes]) -> None:
             for chunk in chunks:
                 hasher.update(chunk)
+
+        def write(chunks: list[bytes]) -> None:
+            # Write the chunks as they came: no copy into one buffer.
             views = [memoryview(c) for c in chunks]
             while views:
                 done = os.writev(fd, views[:1024])
@@ -166,30 +168,49 @@ class FilesystemBlobStore:
                 if views and done:
                     views[0] = views[0][done:]
 
+        def digest_and_write(chunks: list[bytes]) -> None:
+            digest(chunks)
+            write(chunks)
+
+        hashing: asyncio.Future[None] | None = None
+        writing: asyncio.Future[None] | None = None
+
+        async def submit(batch: list[bytes]) -> None:
+            # Each of the two in order, one batch at a time.
+            nonlocal hashing, writing
+            if hashing is not None:
+                await hashing
+            hashing = self._run(digest, batch)
+            if writing is not None:
+                await writing
+            writing = self._run(write, batch)
+
         written = 0
         batch: list[bytes] = []
         batched = 0
-        pending: asyncio.Future[None] | None = None
         try:
             async for chunk in chunks:
                 batch.append(chunk)
                 batched += len(chunk)
                 if batched >= WRITE_BATCH:
-                    if pending is not None:
-                        await pending
-                    pending = self._run(write, batch)
+                    await submit(batch)
                     written += batched
                     batch, batched = [], 0
-            if pending is not None:
-                await pending
-            pending = None
             if batch:
-                await self._run(write, batch)
+                # The last batch, short: hashed and written in one hop (a small blob is all
+                # of it).
+                for previous in (hashing, writing):
+                    if previous is not None:
+                        await previous
+                hashing, writing = self._run(digest_and_write, batch), None
                 written += batched
         finally:
-            if pending is not None:
-                # The client went away: let the write in flight finish before fd closes.
-                await asyncio.shield(pending)
+            # Also when the client went away: what is in flight finishes before fd closes.
+            running = [f for f in (hashing, writing) if f is not None]
+            if running:
+                await asyncio.wait(running)
+        for done in running:
+            done.result()  # a failure of either
         return written
 
     async def verify(self, upload_id: str, digest: Digest) -> int:
