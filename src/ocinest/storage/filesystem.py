@@ -7,8 +7,8 @@ fsynced; the directory entry is fsynced too, so an acknowledged blob survives a 
 Upload data is not fsynced while it arrives (neither the new file nor a PATCH): durability
 is the closing PUT's, which fsyncs the data before the link. What an upload reports as its
 offset is always the size of its file, the bytes really there; its running hash is kept in
-this process only, so after a restart the PUT hashes the file itself, never a state that
-could disagree with the bytes.
+this process only, and whenever it does not cover exactly those bytes (after a restart, say)
+the next chunk or the PUT hashes the file itself: never a state that disagrees with them.
 """
 
 from __future__ import annotations
