@@ -160,12 +160,12 @@ class PostgresDatabase:
         return await self._call(lambda conn: fn(_Connection(conn)))
 
     async def write(self, fn: Callable[[Connection], T], durable: bool = True) -> T:
+        # Always durable: an asynchronous commit would be lost by a crash of the PostgreSQL
+        # server alone, which an upload session must outlive (the client retries its PUT).
         def body(conn: psycopg.Connection[Any]) -> T:
             # Index lookups take fine-grained predicate locks; a sequential scan of a small
             # table would lock all of it and make every concurrent writer conflict.
             conn.execute("SET LOCAL enable_seqscan = off")
-            if not durable:
-                conn.execute("SET LOCAL synchronous_commit = off")
             return fn(_Connection(conn))
 
         return await self._call(body, "SERIALIZABLE")
