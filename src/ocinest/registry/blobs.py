@@ -69,7 +69,7 @@ async def _body(request: web.Request, length: int | None = None) -> AsyncIterato
     is passed on, and a shorter one fails at its end."""
     received = 0
     try:
-        async for chunk in request.content.iter_any():
+        async for chunk, _ in request.content.iter_chunks():
             received += len(chunk)
             if length is not None and received > length:
                 raise _BodyLength("is longer")
@@ -247,6 +247,8 @@ async def _mount(
 async def _monolithic(
     request: web.Request, reg: Registry, name: str, digest: Digest
 ) -> web.Response:
+    # A session row all the same, so that gc never takes the upload in flight for debris;
+    # its commit is not durable (`create_upload`), so the one durable commit is the blob's.
     upload_id = await _new_session(reg, name)
     try:
         await reg.blobs.append(upload_id, 0, _body(request), digest)

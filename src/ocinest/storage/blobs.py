@@ -32,7 +32,7 @@ class BlobStore(Protocol):
         """Bytes `start` to `end` (exclusive) of the blob."""
 
     async def start_upload(self, upload_id: str) -> None:
-        """Create an empty upload session's data."""
+        """Create an empty upload session's data (durable only once `verify` passed)."""
 
     async def upload_size(self, upload_id: str) -> int | None:
         """How many bytes the upload holds, or None when it does not exist."""
@@ -44,7 +44,9 @@ class BlobStore(Protocol):
         chunks: AsyncIterator[bytes],
         digest: Digest | None = None,
     ) -> int:
-        """Append `chunks` at `offset`; durable when it returns the upload's new size.
+        """Append `chunks` at `offset`; returns the upload's new size, which `upload_size`
+        reports from then on (also after a process crash). Not necessarily durable against
+        a power loss: `verify` is.
 
         Raises `UploadOffsetMismatch` when `offset` is not the upload's size, `UploadUnknown`
         when the upload does not exist. When `chunks` raises `ChunkRefused`, nothing of this
@@ -58,7 +60,7 @@ class BlobStore(Protocol):
         """
 
     async def verify(self, upload_id: str, digest: Digest) -> int:
-        """Check the upload against `digest`; returns its size.
+        """Check the upload against `digest` and make its data durable; returns its size.
 
         Raises `DigestMismatch` on mismatch (the upload is kept); `UploadUnknown` when it is gone.
         """

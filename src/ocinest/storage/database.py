@@ -123,8 +123,13 @@ class Database(Protocol):
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` on a connection that sees committed data."""
 
-    async def write(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn` in a write transaction isolated from every other (it may run again)."""
+    async def write(self, fn: Callable[[Connection], T], durable: bool = True) -> T:
+        """Run `fn` in a write transaction isolated from every other (it may run again).
+
+        Committed durably, unless `durable` is False: then the commit may survive only a
+        crash of this process, not one of the machine, until the next durable commit (which
+        makes every earlier one durable too). A database that can crash on its own commits
+        durably whatever `durable` says."""
 
     async def snapshot(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one read-only transaction: a consistent view of a long read."""

@@ -1,8 +1,14 @@
 """A content-addressed BlobStore on a local filesystem.
 
 Layout under the root: `blobs/<algorithm>/<2 hex>/<encoded>` and `uploads/<id>`.
-A blob becomes visible only by an atomic rename after its digest is verified and its data
+A blob becomes visible only by an atomic link after its digest is verified and its data
 fsynced; the directory entry is fsynced too, so an acknowledged blob survives a crash.
+
+Upload data is not fsynced while it arrives (neither the new file nor a PATCH): durability
+is the closing PUT's, which fsyncs the data before the link. What an upload reports as its
+offset is always the size of its file, the bytes really there; its running hash is kept in
+this process only, and whenever it does not cover exactly those bytes (after a restart, say)
+the next chunk or the PUT hashes the file itself: never a state that disagrees with them.
 """
 
 from __future__ import annotations
@@ -96,9 +102,10 @@ class FilesystemBlobStore:
 
     async def start_upload(self, upload_id: str) -> None:
         def create() -> None:
+            # Not fsynced: a session lost with the page cache is answered as unknown, and
+            # the client starts again (nothing of it was acknowledged as stored).
             fd = os.open(self._upload_path(upload_id), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             os.close(fd)
-            _fsync_dir(self._uploads)
 
         await self._run(create)
         self._progress[upload_id] = _Progress(new_hasher(CANONICAL), 0)
@@ -117,7 +124,7 @@ class FilesystemBlobStore:
         digest: Digest | None = None,  # a file is written once whether or not they close it
     ) -> int:
         try:
-            fd = os.open(self._upload_path(upload_id), os.O_WRONLY | os.O_APPEND)
+            fd = os.open(self._upload_path(upload_id), os.O_RDWR | os.O_APPEND)
         except FileNotFoundError:
             raise UploadUnknown(upload_id) from None
         try:
@@ -131,32 +138,33 @@ class FilesystemBlobStore:
             size = os.fstat(fd).st_size
             if size != offset:
                 raise UploadOffsetMismatch(size)
-            progress = self._progress.get(upload_id)
-            if progress is not None and progress.offset != size:
-                progress = None
-            self._progress.pop(upload_id, None)
-            hasher = progress.hasher if progress else None
+            progress = self._progress.pop(upload_id, None)
+            if progress is None or progress.offset != size:
+                # No running hash of these bytes here (a restart, another worker's chunk, a
+                # chunk broken off): hash what the file holds, so the state matches the bytes.
+                progress = _Progress(await self._run(_hasher_of, fd, size), size)
+            hasher = progress.hasher
             try:
                 written = await self._write_all(fd, hasher, chunks)
             except ChunkRefused:
                 await self._run(os.ftruncate, fd, size)
                 raise
-            await self._run(os.fsync, fd)
-            if hasher is not None:
-                self._progress[upload_id] = _Progress(hasher, size + written)
+            # No fsync: the PUT that closes the upload makes it durable (`verify`).
+            self._progress[upload_id] = _Progress(hasher, size + written)
             return size + written
         finally:
             os.close(fd)
 
-    async def _write_all(self, fd: int, hasher: Hasher | None, chunks: AsyncIterator[bytes]) -> int:
-        """Write while reading: the I/O thread hashes and writes one batch while the loop
-        reads the next."""
+    async def _write_all(self, fd: int, hasher: Hasher, chunks: AsyncIterator[bytes]) -> int:
+        """Write while reading, and hash while writing: one I/O thread hashes a batch while
+        another writes it (or the one before), and the loop reads the next."""
+
+        def digest(chunks: list[bytes]) -> None:
+            for chunk in chunks:
+                hasher.update(chunk)
 
         def write(chunks: list[bytes]) -> None:
-            # Hash and write the chunks as they came: no copy into one buffer.
-            if hasher is not None:
-                for chunk in chunks:
-                    hasher.update(chunk)
+            # Write the chunks as they came: no copy into one buffer.
             views = [memoryview(c) for c in chunks]
             while views:
                 done = os.writev(fd, views[:1024])
@@ -166,30 +174,49 @@ class FilesystemBlobStore:
                 if views and done:
                     views[0] = views[0][done:]
 
+        def digest_and_write(chunks: list[bytes]) -> None:
+            digest(chunks)
+            write(chunks)
+
+        hashing: asyncio.Future[None] | None = None
+        writing: asyncio.Future[None] | None = None
+
+        async def submit(batch: list[bytes]) -> None:
+            # Each of the two in order, one batch at a time.
+            nonlocal hashing, writing
+            if hashing is not None:
+                await hashing
+            hashing = self._run(digest, batch)
+            if writing is not None:
+                await writing
+            writing = self._run(write, batch)
+
         written = 0
         batch: list[bytes] = []
         batched = 0
-        pending: asyncio.Future[None] | None = None
         try:
             async for chunk in chunks:
                 batch.append(chunk)
                 batched += len(chunk)
                 if batched >= WRITE_BATCH:
-                    if pending is not None:
-                        await pending
-                    pending = self._run(write, batch)
+                    await submit(batch)
                     written += batched
                     batch, batched = [], 0
-            if pending is not None:
-                await pending
-            pending = None
             if batch:
-                await self._run(write, batch)
+                # The last batch, short: hashed and written in one hop (a small blob is all
+                # of it).
+                for previous in (hashing, writing):
+                    if previous is not None:
+                        await previous
+                hashing, writing = self._run(digest_and_write, batch), None
                 written += batched
         finally:
-            if pending is not None:
-                # The client went away: let the write in flight finish before fd closes.
-                await asyncio.shield(pending)
+            # Also when the client went away: what is in flight finishes before fd closes.
+            running = [f for f in (hashing, writing) if f is not None]
+            if running:
+                await asyncio.wait(running)
+        for done in running:
+            done.result()  # a failure of either
         return written
 
     async def verify(self, upload_id: str, digest: Digest) -> int:
@@ -197,14 +224,28 @@ class FilesystemBlobStore:
         progress = self._progress.pop(upload_id, None)
 
         def check() -> int:
-            size = os.stat(path).st_size
-            if progress is not None and progress.offset == size and digest.algorithm == CANONICAL:
-                actual = progress.hasher.hexdigest()
-            else:
-                actual = _hash_file(path, digest.algorithm)
-            if actual != digest.encoded:
-                raise DigestMismatch(str(digest), f"{digest.algorithm}:{actual}")
-            return size
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                size = os.fstat(fd).st_size
+                if (
+                    progress is not None
+                    and progress.offset == size
+                    and digest.algorithm == CANONICAL
+                ):
+                    actual = progress.hasher.hexdigest()
+                else:
+                    actual = _hasher_of(fd, size, digest.algorithm).hexdigest()
+                if actual != digest.encoded:
+                    raise DigestMismatch(str(digest), f"{digest.algorithm}:{actual}")
+                # The one fsync of an upload's data. Linked into place already, with the
+                # folder fsynced, outside the metadata transaction: `publish` then finds it
+                # there. Until that commits it is content no row names, as after a crash
+                # between publish and commit, which gc removes (and `publish` links again).
+                os.fsync(fd)
+                self._link(path, digest)
+                return size
+            finally:
+                os.close(fd)
 
         try:
             return await self._run(check)
@@ -212,16 +253,25 @@ class FilesystemBlobStore:
             raise UploadUnknown(upload_id) from None
 
     def publish(self, upload_id: str, digest: Digest) -> None:
-        # A hard link, not a rename: should the metadata transaction around it not commit,
-        # the upload keeps its data.
-        target = self._blob_path(digest)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        path = self._upload_path(upload_id)
         try:
-            os.link(self._upload_path(upload_id), target)
-        except FileExistsError:
-            pass  # the same content, verified before
+            if os.stat(self._blob_path(digest)).st_ino == os.stat(path).st_ino:
+                return  # linked by `verify`, the folder fsynced since
+        except FileNotFoundError:
+            pass
+        try:
+            self._link(path, digest)
         except FileNotFoundError:
             raise UploadUnknown(upload_id) from None
+
+    def _link(self, path: Path, digest: Digest) -> None:
+        """Link the upload file at `path` into place as the blob `digest`, durably. A hard
+        link, not a rename: should the metadata transaction not commit, the upload keeps its
+        data."""
+        target = self._blob_path(digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # the same content, verified before
+            os.link(path, target)
         _fsync_dir(target.parent)
 
     def delete(self, digest: Digest) -> None:
@@ -259,9 +309,11 @@ def _stat(entry: os.DirEntry[str]) -> os.stat_result | None:
         return None
 
 
-def _hash_file(path: Path, algorithm: str) -> str:
+def _hasher_of(fd: int, size: int, algorithm: str = CANONICAL) -> Hasher:
+    """A hasher fed the first `size` bytes of the file `fd`."""
     hasher = new_hasher(algorithm)
-    with open(path, "rb") as f:
-        while data := f.read(READ_BATCH):
-            hasher.update(data)
-    return hasher.hexdigest()
+    offset = 0
+    while offset < size and (data := os.pread(fd, min(READ_BATCH, size - offset), offset)):
+        hasher.update(data)
+        offset += len(data)
+    return hasher

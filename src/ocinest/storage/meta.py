@@ -204,7 +204,9 @@ class MetaStore(Protocol):
         there (contract rule 6)."""
 
     # Upload sessions, which survive restarts.
-    async def create_upload(self, upload: Upload) -> None: ...
+    async def create_upload(self, upload: Upload) -> None:
+        """Record a session; committed durably only with the next durable commit (a
+        session's data is not durable either until it ends with a blob)."""
 
     async def get_upload(self, upload_id: str) -> Upload | None: ...
 

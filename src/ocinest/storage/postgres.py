@@ -159,7 +159,9 @@ class PostgresDatabase:
     async def read(self, fn: Callable[[Connection], T]) -> T:
         return await self._call(lambda conn: fn(_Connection(conn)))
 
-    async def write(self, fn: Callable[[Connection], T]) -> T:
+    async def write(self, fn: Callable[[Connection], T], durable: bool = True) -> T:
+        # Always durable: an asynchronous commit would be lost by a crash of the PostgreSQL
+        # server alone, which an upload session must outlive (the client retries its PUT).
         def body(conn: psycopg.Connection[Any]) -> T:
             # Index lookups take fine-grained predicate locks; a sequential scan of a small
             # table would lock all of it and make every concurrent writer conflict.

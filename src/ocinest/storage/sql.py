@@ -486,11 +486,15 @@ class SQLMetaStore(GCQueries):
     # Upload sessions
 
     async def create_upload(self, upload: Upload) -> None:
+        # Not durable where the database allows it (SQLite): a session is no stored content
+        # (its data is not fsynced either); the commit that ends it with a blob is, and
+        # makes this one durable with it.
         await self._db.write(
             lambda c: c.execute(
                 "INSERT INTO uploads(id, repository, created_at) VALUES (?, ?, ?)",
                 (upload.id, upload.repository, upload.created_at),
-            )
+            ),
+            durable=False,
         )
 
     async def get_upload(self, upload_id: str) -> Upload | None:
