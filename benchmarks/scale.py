@@ -34,6 +34,8 @@ from harness.oci import ACCEPT_MANIFESTS, OCI_INDEX, sha256
 from harness.servers import ocinest_config_server
 from scale_seed import SET_TYPE, seed
 
+# PostgreSQL backends flush their statistics at most once a second, once idle.
+STATS_FLUSH = 1.5
 REQUESTS = [
     ("get_tag", "manifest GET by tag"),
     ("get_digest", "manifest GET by digest"),
@@ -187,8 +189,10 @@ def run_size(admin: str, n: int, work: Path, reps: int) -> dict[str, Any]:
                 "delete_parent": delete,
             }
             for key, _ in REQUESTS:
+                time.sleep(STATS_FLUSH)
                 before = seq_scans(conn)
                 samples = measure(h, reps, ops[key])
+                time.sleep(STATS_FLUSH)  # the server's backends report their counts when idle
                 after = seq_scans(conn)
                 scans = {
                     t: [after[t][0] - v[0], after[t][1] - v[1]]
@@ -305,13 +309,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "scale")
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument(
+        "--merge", action="store_true", help="add to the sizes already in DIR/scale.json"
+    )
     args = parser.parse_args()
     if not args.dsn:
         raise SystemExit("--dsn (or OCINEST_TEST_POSTGRES): an admin DSN of a PostgreSQL")
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="ocinest-scale-"))
-    results: dict[str, Any] = {}
     path = args.out / "scale.json"
+    results: dict[str, Any] = json.loads(path.read_text()) if args.merge else {}
     for size in [parse_size(s) for s in args.sizes.split(",")]:
         results[str(size)] = run_size(args.dsn, size, work, args.reps)
         path.write_text(json.dumps(results, indent=1))

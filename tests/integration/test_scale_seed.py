@@ -65,7 +65,22 @@ def dump(dsn: str) -> dict[str, set[tuple[Any, ...]]]:
     import psycopg
 
     with psycopg.connect(dsn) as conn:
-        return {
+        # The seeder drops the keys and indexes while it copies: they must all be back.
+        schema = conn.execute("SELECT current_schema()").fetchone()
+        assert schema is not None
+        keys = {
+            ("index", r[0], r[1].replace(f"{schema[0]}.", ""))
+            for r in conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+            )
+        } | {
+            ("constraint", r[0], r[1])
+            for r in conn.execute(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE connamespace = current_schema()::regnamespace"
+            )
+        }
+        return {"keys": keys} | {
             t: {tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
                 for row in conn.execute(q.encode()).fetchall()}
             for t, q in DUMPS.items()
@@ -94,6 +109,6 @@ def test_seeded_rows_equal_pushed_rows(tmp_path: Path, pushed_dsn: str, seeded_d
     summary = scale_seed.seed(seeded_dsn, tmp_path / "seeded", 0, source=[group])
     assert summary["rows"]["manifests"] == len(group.manifests)
     pushed, seeded = dump(pushed_dsn), dump(seeded_dsn)
-    for table in DUMPS:
+    for table in ["keys", *DUMPS]:
         assert seeded[table] == pushed[table], table
     assert len(seeded["reach"]) == 3 * 3 * 7  # 3 parents x 3 children x (index, 2 images, 4 blobs)
