@@ -1,6 +1,6 @@
 """The scale model: how request latency, GC and the metadata's size grow with the registry.
 
-    python benchmarks/scale.py --dsn ADMIN_DSN [--sizes 10k,100k,1m] [--out DIR] [--reps N]
+    python benchmarks/scale.py --dsn ADMIN_DSN [--sizes 10k,100k,500k] [--out DIR] [--reps N]
 
 For each size: a fresh database, seeded with COPY (scale_seed.py: nested trees of 10-1,000
 children, daily re-pinned parents, multi-platform children, a signature on every index, most
@@ -305,7 +305,7 @@ def report(results: dict[str, Any], out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dsn", default=os.environ.get("OCINEST_TEST_POSTGRES"), required=False)
-    parser.add_argument("--sizes", default="10k,100k,1m")
+    parser.add_argument("--sizes", default="10k,100k,500k")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "scale")
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--work", type=Path, default=None)
