@@ -246,15 +246,17 @@ class SQLMetaStore(GCQueries):
     ) -> dict[tuple[str, str], ManifestNode]:
         if not keys:
             return {}
-        # Joining the keys as a table lets each one be a primary-key lookup.
+        # Joining the keys as a table lets each one be a primary-key lookup. The repository
+        # id is a subquery per key, not a join: joined, PostgreSQL hashes every repository
+        # for a few hundred keys (a scan that grows with the registry; docs/scaling.md).
         values = ", ".join("(?, ?)" for _ in keys)
         sql = (
-            "SELECT r.name, m.digest, m.media_type, m.size, m.content,"
+            "SELECT k.column1, m.digest, m.media_type, m.size, m.content,"
             " (SELECT COUNT(*) FROM manifests s WHERE s.repo_id = m.repo_id"
             "  AND s.subject = m.digest) "
             f"FROM (VALUES {values}) k "
-            "JOIN repositories r ON r.name = k.column1 "
-            "JOIN manifests m ON m.repo_id = r.id AND m.digest = k.column2"
+            "JOIN manifests m ON m.repo_id = (SELECT r.id FROM repositories r"
+            " WHERE r.name = k.column1) AND m.digest = k.column2"
         )
         params = [v for key in keys for v in key]
         rows = await self._db.read(lambda c: c.execute(sql, params).fetchall())
