@@ -24,6 +24,7 @@ import pytest
 
 from ocinest.oci.nested import TITLE_ANNOTATION
 from tests.manifests import (
+    ALGORITHMS,
     DOCKER_CONFIG,
     DOCKER_LAYER,
     DOCKER_MANIFEST,
@@ -261,6 +262,13 @@ class Server:
     def kill(self) -> None:
         """SIGKILL: no cleanup at all, as in a crash."""
         self.stop(signal.SIGKILL)
+
+
+@pytest.fixture(params=ALGORITHMS)
+def algorithm(request: pytest.FixtureRequest) -> str:
+    """Each test taking it runs under every digest algorithm."""
+    name: str = request.param
+    return name
 
 
 @pytest.fixture

@@ -36,6 +36,13 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+ALGORITHMS = ["sha256", "sha512"]  # the digest algorithms the 2026 tests run under
+
+
+def digest_of(data: bytes, algorithm: str) -> str:
+    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+
+
 def dumps(doc: Any) -> bytes:
     return json.dumps(doc).encode()
 

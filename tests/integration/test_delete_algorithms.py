@@ -6,11 +6,9 @@ does."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import httpx
-import pytest
 
 from tests.conftest import oci_image, push_manifest
 from tests.integration.ocihttp import assert_error, assert_status
@@ -20,23 +18,15 @@ from tests.manifests import (
     OCI_LAYER,
     OCI_MANIFEST,
     descriptor,
+    digest_of,
     dumps,
     image_manifest,
 )
 from tests.manifests import index_manifest as make_index
 
-ALGORITHMS = ["sha256", "sha512"]
 OTHER = {"sha256": "sha512", "sha512": "sha256"}
 
 
-@pytest.fixture(params=ALGORITHMS)
-def algorithm(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
-def digest_of(data: bytes, algorithm: str) -> str:
-    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
 def push_both_ways(client: httpx.Client, repo: str, body: bytes, media_type: str) -> None:

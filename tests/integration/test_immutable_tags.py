@@ -9,8 +9,8 @@ import pytest
 from tests.conftest import Server, push_image, push_index, push_manifest
 from tests.integration.ocihttp import assert_error, assert_status
 from tests.integration.test_gc import gc, readable
-from tests.integration.test_manifest_tags import ALGORITHMS, tags_of, unpushed
-from tests.manifests import OCI_INDEX, index_manifest, nested, sha256
+from tests.integration.test_manifest_tags import tags_of, unpushed
+from tests.manifests import ALGORITHMS, OCI_INDEX, index_manifest, nested, sha256
 
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
 

@@ -5,7 +5,6 @@ sha256 and sha512."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import httpx
@@ -13,21 +12,12 @@ import pytest
 
 from tests.conftest import oci_image, push_blob, push_image, push_manifest
 from tests.integration.ocihttp import assert_error, assert_status
+from tests.manifests import digest_of
 
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
 
-ALGORITHMS = ["sha256", "sha512"]
 
 
-@pytest.fixture(params=ALGORITHMS)
-def algorithm(request: pytest.FixtureRequest) -> str:
-    """Each test taking it runs under every digest algorithm."""
-    name: str = request.param
-    return name
-
-
-def digest_of(data: bytes, algorithm: str) -> str:
-    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
 def unpushed(client: httpx.Client, repo: str, algorithm: str) -> tuple[bytes, str]:

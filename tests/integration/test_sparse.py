@@ -5,7 +5,6 @@ the manifest under sha256 and sha512, and on a server with authentication."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -33,20 +32,13 @@ from tests.manifests import (
     OCI_INDEX,
     OCI_LAYER,
     descriptor,
+    digest_of,
     dumps,
     image_manifest,
     index_manifest,
     nested,
     sha256,
 )
-
-ALGORITHMS = ["sha256", "sha512"]
-
-
-@pytest.fixture(params=ALGORITHMS)
-def algorithm(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
 
 
 @pytest.fixture
@@ -62,9 +54,6 @@ def sparse_client(sparse: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=sparse.url, timeout=30) as c:
         yield c
 
-
-def digest_of(data: bytes, algorithm: str) -> str:
-    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
 def never_pushed(algorithm: str = "sha256") -> dict[str, object]:

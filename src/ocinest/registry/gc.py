@@ -53,24 +53,26 @@ class GCReport:
             f"sessions in {self.seconds:.1f}s"
         )
 
+    def deleted(self) -> dict[str, int]:
+        """How many of each kind went (or would go)."""
+        return {
+            "tag": len(self.tags),
+            "manifest": len(self.manifests),
+            "blob": len(self.blobs),
+            "upload": len(self.uploads),
+        }
+
+    def freed(self) -> dict[str, int]:
+        """Bytes of manifests and blobs that went (or would go)."""
+        return {
+            "manifest": sum(size for _, _, size in self.manifests),
+            "blob": sum(size for _, size in self.blobs),
+        }
+
     def run(self, finished_at: float) -> GCRun:
         """The record of this collection (a real one: its inventory is counted)."""
         assert self.inventory is not None
-        return GCRun(
-            finished_at,
-            self.seconds,
-            {
-                "tag": len(self.tags),
-                "manifest": len(self.manifests),
-                "blob": len(self.blobs),
-                "upload": len(self.uploads),
-            },
-            {
-                "manifest": sum(size for _, _, size in self.manifests),
-                "blob": sum(size for _, size in self.blobs),
-            },
-            self.inventory,
-        )
+        return GCRun(finished_at, self.seconds, self.deleted(), self.freed(), self.inventory)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -178,12 +180,10 @@ def _count(report: GCReport) -> None:
     """The metrics of a scheduled collection that went through."""
     metrics.GC_RUNS.labels("ok").inc()
     metrics.GC_SECONDS.observe(report.seconds)
-    metrics.GC_DELETED.labels("tag").inc(len(report.tags))
-    metrics.GC_DELETED.labels("manifest").inc(len(report.manifests))
-    metrics.GC_DELETED.labels("blob").inc(len(report.blobs))
-    metrics.GC_DELETED.labels("upload").inc(len(report.uploads))
-    metrics.GC_FREED.labels("manifest").inc(sum(size for _, _, size in report.manifests))
-    metrics.GC_FREED.labels("blob").inc(sum(size for _, size in report.blobs))
+    for kind, count in report.deleted().items():
+        metrics.GC_DELETED.labels(kind).inc(count)
+    for kind, size in report.freed().items():
+        metrics.GC_FREED.labels(kind).inc(size)
 
 
 async def schedule(reg: Registry) -> None:
