@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import itertools
 import json
 import os
@@ -213,31 +214,43 @@ class Server:
             stderr=log,
         )
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code, self.proc = self.proc.returncode, None
-                if not self.started and "address already in use" in self.log_tail():
-                    # Another program took the port since free_port() saw it free: a first
-                    # start may move to another (a restart keeps its port).
-                    self.port = free_port()
-                    self._write_config()
-                    return self.start()
-                pytest.fail(f"server exited with {code} at start:\n{self.log_tail()}")
-            with open(path, "rb") as f:
-                f.seek(offset)
-                listening = b"listening on" in f.read()
-            try:
-                if listening:
-                    # Any answer will do: with auth on, /v2/ answers 401.
-                    trust = ssl.create_default_context(cafile=str(self.ca)) if self.ca else True
-                    httpx.get(self.url + "/v2/", timeout=1, verify=trust)
+        with open(path, "rb") as f:
+            f.seek(offset)
+            seen = b""
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    code, self.proc = self.proc.returncode, None
+                    if not self.started and "address already in use" in self.log_tail():
+                        # Another program took the port since free_port() saw it free: a
+                        # first start may move to another (a restart keeps its port).
+                        self.port = free_port()
+                        self._write_config()
+                        return self.start()
+                    pytest.fail(f"server exited with {code} at start:\n{self.log_tail()}")
+                seen += f.read()
+                if b"listening on" in seen and self._answers():
                     self.started = True
                     return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+                time.sleep(0.01)
         self.stop(signal.SIGKILL)
         pytest.fail(f"server did not answer within 20 s of its start:\n{self.log_tail()}")
+
+    def _answers(self) -> bool:
+        """Whether GET /v2/ gets an HTTP answer (any: with auth on, it is 401)."""
+        conn: http.client.HTTPConnection
+        if self.ca:
+            trust = ssl.create_default_context(cafile=str(self.ca))
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=2, context=trust)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            conn.request("GET", "/v2/")
+            conn.getresponse().read()
+            return True
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
 
     def log_tail(self) -> str:
         return (self.data.parent / f"server-{self.port}.log").read_text(errors="replace")[-3000:]

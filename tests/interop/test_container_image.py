@@ -36,8 +36,9 @@ DATA = "/var/lib/ocinest"
 ENTRYPOINT = ["/opt/ocinest/bin/ocinest", "serve", "--addr", "0.0.0.0:5000", "--data", DATA]
 TAG = "test"
 BUILD_TIMEOUT = 900  # minutes of mmdebstrap and pip on a busy 2-core machine
-# The first test's setup includes the build.
-pytestmark = pytest.mark.timeout(BUILD_TIMEOUT + 300)
+# The first test's setup includes the build. Both tests run on one pytest-xdist worker, so
+# that the other never waits out the build on its lock.
+pytestmark = [pytest.mark.timeout(BUILD_TIMEOUT + 300), pytest.mark.xdist_group("container-image")]
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from ocinest.oci.nested import NESTED_ANNOTATION, TITLE_ANNOTATION
 from ocinest.registry import observability
 from ocinest.registry.auth import IDENTITY
 from ocinest.registry.blobs import stream_blob
-from ocinest.registry.pages import TEMPLATES
+from ocinest.registry.pages import render
 from ocinest.registry.state import Registry, registry
 
 PREFIX = "/_ocinest/files/"
@@ -270,7 +270,8 @@ def _listing(
             }
         )
     sep = "@" if Digest.looks_like(reference) else ":"
-    body = TEMPLATES.get_template("listing.html").render(
+    body = render(
+        "listing.html",
         title=f"{name}{sep}{reference}/{folder + '/' if folder else ''}",
         parent=bool(folder),
         entries=entries,

@@ -39,7 +39,7 @@ from ocinest.registry.auth import IDENTITY
 from ocinest.registry.authorize import LOGIN, PULL, authorize
 from ocinest.registry.errors import storage_error
 from ocinest.registry.listing import count_param, visible_repositories
-from ocinest.registry.pages import TEMPLATES
+from ocinest.registry.pages import render
 from ocinest.registry.state import registry
 from ocinest.storage.errors import StorageError
 
@@ -107,7 +107,8 @@ def _page_size(request: web.Request) -> int:
 
 def _render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
     nonce = secrets.token_urlsafe(16)
-    body = TEMPLATES.get_template(template).render(
+    body = render(
+        template,
         nonce=nonce,
         user=request.get(IDENTITY) and request[IDENTITY].user,
         href=href,
