@@ -48,6 +48,7 @@ from harness.install import (
     MATPLOTLIB_PIN,
     RPM_TOOLS,
     UI_TOOLS,
+    compile_project,
     copy_command_available,
     ensure_apt,
     ensure_pip,
@@ -82,6 +83,7 @@ def main() -> int:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
 
     ensure_project_python(Path(__file__))
+    compile_project()
     ensure_pip("matplotlib", MATPLOTLIB_PIN)
     tools = {"docker-registry": "docker-registry", "wrk": "wrk"}
     if "copy" in only and copy_command_available():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import os
 import shutil
 import subprocess
@@ -31,6 +32,16 @@ def ensure_project_python(script: Path) -> None:
         if venv.exists() and Path(sys.executable).resolve() != venv.resolve():
             os.execv(str(venv), [str(venv), str(script.resolve()), *sys.argv[1:]])
         sys.exit("ocinest is not importable: install the project (pip install -e .) first")
+
+
+def compile_project() -> None:
+    """The bytecode of ocinest's modules, as a pip install of the package writes it: the
+    processes the scenarios start (the CLI, the servers) then load it, as an installed
+    ocinest does, instead of compiling the source at every start where the environment
+    says PYTHONDONTWRITEBYTECODE (as an editable install of a checkout may)."""
+    import ocinest
+
+    compileall.compile_dir(str(Path(ocinest.__file__).parent), quiet=1)
 
 
 def ensure_pip(module: str, requirement: str) -> None:
