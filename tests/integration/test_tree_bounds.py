@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import Server, error_codes, free_port, push_image, push_index
-from tests.manifests import OCI_INDEX, descriptor, index_manifest, nested
+from tests.manifests import OCI_INDEX, descriptor, index_manifest, nested, sha256
 
 ANNOTATION = 300_000
 REPEATS = 3_000
@@ -144,5 +144,38 @@ def test_a_child_not_in_the_store_is_marked_missing(tmp_path: Path) -> None:
             assert missing["children"] == [] and missing["repository"] == "s/gone"
             assert "missing" not in present
             assert present["annotations"] == json.loads(kept_body).get("annotations", {})
+    finally:
+        server.stop()
+
+
+def test_a_push_that_would_reach_more_than_tree_max_reach_is_refused(tmp_path: Path) -> None:
+    # Each image is 3 (manifest, config, layer): the index over three reaches 9; the index
+    # above it reaches that index too, 10. A deep tree pays its whole closure at every
+    # level, so the bound is on what one push makes readable, however deep.
+    server = Server(tmp_path / "data", free_port(), settings={"tree_max_reach": 9})
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url) as c:
+            images = [push_image(c, f"d/x/c{i}")[1] for i in range(3)]
+            mid = index_manifest(*[nested(body, f"c{i}") for i, body in enumerate(images)])
+            assert push_index(c, "d/x", "v1", mid).status_code == 201
+            top = index_manifest(nested(mid, "x", OCI_INDEX))
+            r = push_index(c, "d", "v1", top)
+            assert r.status_code == 413
+            assert r.headers["Content-Type"].startswith("application/json")
+            assert error_codes(r) == ["TREE_TOO_LARGE"]
+            error = r.json()["errors"][0]
+            assert "more than 9 manifests and blobs" in error["message"]
+            assert "tree_max_reach" in error["detail"]
+            # Nothing of the refused push is stored: no tag, no manifest, no reach.
+            assert c.get("/v2/d/manifests/v1").status_code == 404
+            assert c.head(f"/v2/d/manifests/{sha256(top)}").status_code == 404
+            assert c.head(f"/v2/d/manifests/{sha256(images[0])}").status_code == 404
+        server.stop()
+        server.configure(tree_max_reach=10)
+        server.start()
+        with httpx.Client(base_url=server.url) as c:
+            assert push_index(c, "d", "v1", top).status_code == 201
+            assert c.head(f"/v2/d/manifests/{sha256(images[0])}").status_code == 200
     finally:
         server.stop()

@@ -16,6 +16,7 @@ from ocinest.storage.errors import (
     BlobUnknown,
     ManifestReferenced,
     ManifestUnknown,
+    ReachTooLarge,
     ReferencesInvalid,
 )
 from ocinest.storage.meta import (
@@ -440,6 +441,24 @@ async def test_a_nested_child_must_exist_in_the_child_repository(meta: MetaStore
         await meta.put_manifest("p", index_manifest([descriptor(leaf, "c")]), ["v1"])
     assert [(p.missing, p.nested) for p in caught.value.problems] == [(True, True)]
     assert await meta.list_tags("p", 10, None) == []
+
+
+async def test_an_index_reaching_more_than_max_reach_is_refused_whole(meta: MetaStore) -> None:
+    # mid reaches 3 (the leaf, its config and its layer); top reaches those and mid, 4: the
+    # bound counts what the push would make readable through the index, at any depth.
+    leaf = await push_image(meta, "p/a/b")
+    mid = index_manifest([descriptor(leaf, "b")])
+    await meta.put_manifest("p/a", mid, [], max_reach=3)
+    top = index_manifest([descriptor(mid, "a")])
+    with pytest.raises(ReachTooLarge) as caught:
+        await meta.put_manifest("p", top, ["v1"], max_reach=3)
+    assert (caught.value.repository, caught.value.digest) == ("p", str(top.digest))
+    assert caught.value.limit == 3
+    assert await meta.get_manifest("p", "v1") is None
+    assert await meta.get_manifest("p", str(top.digest)) is None
+    assert await meta.get_manifest("p", str(leaf.digest)) is None  # no reach row either
+    await meta.put_manifest("p", top, ["v1"], max_reach=4)
+    assert await meta.get_manifest("p", str(leaf.digest)) == as_stored("p/a/b", leaf)
 
 
 async def test_a_referenced_manifest_cannot_be_deleted_until_its_index_goes(

@@ -69,6 +69,10 @@ class Config:
     tree_max_depth: int = 32
     tree_max_nodes: int = 10_000
     tree_max_bytes: int = 16 << 20
+    # The most manifests and blobs one index may reach through nested descriptors (the reach
+    # rows its push writes, which make them readable through it): a bound on what one push
+    # costs, however deep or shared the tree below it. Past it the push is 413 TREE_TOO_LARGE.
+    tree_max_reach: int = 100_000
     # Stopping: in-flight requests get shutdown_grace seconds to finish after SIGTERM/SIGINT.
     shutdown_grace: float = 10
     # A connection that sends no byte for idle_timeout seconds is closed (never a cap on the
@@ -117,6 +121,8 @@ class Config:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
         if self.workers > 1 and int(port) == 0:
             raise ConfigError("several workers need a fixed port, not 0")
+        if self.tree_max_reach < 1:
+            raise ConfigError(f"tree_max_reach must be at least 1, got {self.tree_max_reach}")
         if min(self.auth_fail_limit, self.auth_fail_limit_address) < 1:
             raise ConfigError("auth_fail_limit and auth_fail_limit_address must be at least 1")
         if self.metadata not in ("sqlite", "postgres"):

@@ -17,6 +17,7 @@ from ocinest.storage.errors import (
     DigestMismatch,
     ManifestReferenced,
     ManifestUnknown,
+    ReachTooLarge,
     ReferencesInvalid,
     StorageError,
     UploadBusy,
@@ -64,6 +65,10 @@ def storage_error(exc: StorageError) -> OCIError:
         return OCIError(ErrorCode.UNAVAILABLE, str(exc), headers={"Retry-After": str(RETRY_AFTER)})
     if isinstance(exc, UploadOffsetMismatch):
         return OCIError(ErrorCode.RANGE_INVALID, str(exc))
+    if isinstance(exc, ReachTooLarge):
+        # In `message` too, as stock clients print it: the push is refused, nothing stored.
+        why = f"{exc}; this registry accepts at most {exc.limit} (tree_max_reach)"
+        return OCIError.many([ErrorDetail(ErrorCode.TREE_TOO_LARGE, why, why)])
     return OCIError(_STORAGE_CODES[type(exc)], str(exc))
 
 

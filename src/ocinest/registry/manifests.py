@@ -150,7 +150,12 @@ async def put_manifest(request: web.Request, name: str, reference: str) -> web.R
             raise _immutable(name, tag, f"it points at {current}; push under a new tag")
 
     await reg.meta.put_manifest(
-        name, manifest, tags, on_move if pinned else None, sparse=reg.config.allow_sparse
+        name,
+        manifest,
+        tags,
+        on_move if pinned else None,
+        sparse=reg.config.allow_sparse,
+        max_reach=reg.config.tree_max_reach,
     )
     headers = CIMultiDict(
         {

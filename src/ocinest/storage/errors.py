@@ -93,6 +93,20 @@ class ManifestReferenced(StorageError):
         self.index = index
 
 
+class ReachTooLarge(StorageError):
+    """An index would reach more manifests and blobs through nested descriptors than the
+    store was told to accept from one push."""
+
+    def __init__(self, repository: str, digest: str, limit: int) -> None:
+        super().__init__(
+            f"index {repository}@{digest} reaches more than {limit} manifests and blobs "
+            "through its nested descriptors"
+        )
+        self.repository = repository
+        self.digest = digest
+        self.limit = limit
+
+
 class BackendUnavailable(StorageError):
     """A backend cannot be reached, or did not answer within the configured bound.
 

@@ -157,6 +157,7 @@ class MetaStore(Protocol):
         tags: list[str],
         on_move: MoveHook | None = None,
         sparse: bool = False,
+        max_reach: int | None = None,
     ) -> None:
         """Store `manifest` and its reference edges, and point each of `tags` at it, all
         atomically. A tag pushed again at the manifest it points at keeps the time it last
@@ -169,7 +170,10 @@ class MetaStore(Protocol):
         children are always checked. For
         each tag that already points at another manifest, `on_move` is first called with
         the tag and that manifest's digest, inside the transaction: what it raises refuses
-        the push, and nothing is stored (no manifest, no tag).
+        the push, and nothing is stored (no manifest, no tag). With `max_reach`, an index
+        that reaches more manifests and blobs than that through nested descriptors (the
+        rows that make them readable through it) raises `ReachTooLarge`, and nothing is
+        stored.
         """
 
     async def delete_manifest(

@@ -27,6 +27,7 @@ from ocinest.storage.errors import (
     BlobUnknown,
     ManifestReferenced,
     ManifestUnknown,
+    ReachTooLarge,
     ReferenceProblem,
     ReferencesInvalid,
 )
@@ -79,12 +80,17 @@ def _referrer_blob_size(c: Connection, repo_id: int, digest: str) -> int | None:
     return None if row is None else int(row[0])
 
 
-def _closure(c: Connection, roots: list[tuple[int, str]]) -> set[tuple[str, int, str]]:
+def _closure(
+    c: Connection, roots: list[tuple[int, str]], limit: int | None = None
+) -> set[tuple[str, int, str]] | None:
     """Everything the manifests `roots` (repo_id, digest) reach through reference edges,
-    themselves included, as (kind, repo_id, digest)."""
+    themselves included, as (kind, repo_id, digest); None as soon as that is more than
+    `limit` (so that the walk itself stays bounded too)."""
     found = {("manifest", repo_id, digest) for repo_id, digest in roots}
     frontier = list(roots)
     while frontier:
+        if limit is not None and len(found) > limit:
+            return None
         repo_id, digest = frontier.pop()
         for kind, target, target_digest in c.execute(
             "SELECT kind, target_repo_id, target_digest FROM refs WHERE repo_id = ? AND digest = ?"
@@ -96,7 +102,7 @@ def _closure(c: Connection, roots: list[tuple[int, str]]) -> set[tuple[str, int,
                 found.add(edge)
                 if kind == "manifest":
                     frontier.append((edge[1], edge[2]))
-    return found
+    return None if limit is not None and len(found) > limit else found
 
 
 class SQLMetaStore(GCQueries):
@@ -272,6 +278,7 @@ class SQLMetaStore(GCQueries):
         tags: list[str],
         on_move: MoveHook | None = None,
         sparse: bool = False,
+        max_reach: int | None = None,
     ) -> None:
         def put(c: Connection) -> None:
             digest = str(manifest.digest)
@@ -313,10 +320,14 @@ class SQLMetaStore(GCQueries):
             )
             nested = [(t, d) for kind, t, d in edges if kind == "manifest" and t != repo_id]
             if nested:
+                reached = _closure(c, nested, max_reach)
+                if reached is None:
+                    assert max_reach is not None
+                    raise ReachTooLarge(repository, digest, max_reach)
                 c.executemany(
                     "INSERT INTO reach(repo_id, owner, kind, target_repo_id, digest) "
                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [(repo_id, digest, *edge) for edge in _closure(c, nested)],
+                    [(repo_id, digest, *edge) for edge in reached],
                 )
             c.executemany(
                 "INSERT INTO tags(repo_id, name, digest, updated_at) VALUES (?, ?, ?, ?) "
