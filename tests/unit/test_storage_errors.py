@@ -25,6 +25,7 @@ STORAGE = Path(__file__).parents[2] / "src" / "ocinest" / "storage"
         (se.ManifestUnknown("r", "v1", kind="tag"), 404, ["MANIFEST_UNKNOWN"]),
         (se.ManifestReferenced("r/c", "sha256:aa", "r@sha256:bb"), 409, ["DENIED"]),
         (se.BackendUnavailable("blobs", "S3 did not answer"), 503, ["UNAVAILABLE"]),
+        (se.ReachTooLarge("p", "sha256:aa", 10), 413, ["TREE_TOO_LARGE"]),
         (
             se.ReferencesInvalid(
                 [
@@ -62,6 +63,7 @@ def test_every_storage_error_has_a_mapping() -> None:
             se.ManifestUnknown: ("r", "d"),
             se.ManifestReferenced: ("r", "d", "i"),
             se.BackendUnavailable: ("metadata", "down"),
+            se.ReachTooLarge: ("r", "d", 1),
         }.get(kind, ("u",))
         assert storage_error(kind(*args)).code is not ErrorCode.UNSUPPORTED
 
