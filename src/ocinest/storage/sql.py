@@ -87,10 +87,10 @@ def _closure(
     themselves included, as (kind, repo_id, digest); None as soon as that is more than
     `limit` (so that the walk itself stays bounded too)."""
     found = {("manifest", repo_id, digest) for repo_id, digest in roots}
+    if limit is not None and len(found) > limit:
+        return None
     frontier = list(roots)
     while frontier:
-        if limit is not None and len(found) > limit:
-            return None
         repo_id, digest = frontier.pop()
         for kind, target, target_digest in c.execute(
             "SELECT kind, target_repo_id, target_digest FROM refs WHERE repo_id = ? AND digest = ?"
@@ -100,9 +100,11 @@ def _closure(
             edge = (kind, int(target), target_digest)
             if edge not in found:
                 found.add(edge)
+                if limit is not None and len(found) > limit:
+                    return None
                 if kind == "manifest":
                     frontier.append((edge[1], edge[2]))
-    return None if limit is not None and len(found) > limit else found
+    return found
 
 
 class SQLMetaStore(GCQueries):
