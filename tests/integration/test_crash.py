@@ -169,8 +169,10 @@ def test_sigkill_during_writes_loses_nothing_acknowledged(server: Server) -> Non
         # means the same on a fast machine and on a loaded one.
         target, last = _acknowledged(ledger) + 4, round_ == rounds - 1
         _wait_until(
-            lambda target=target, last=last: _acknowledged(ledger) >= target
-            and (not last or _enough(ledger) or bool(ledger.errors))
+            lambda target=target, last=last: (
+                _acknowledged(ledger) >= target
+                and (not last or _enough(ledger) or bool(ledger.errors))
+            )
         )
         time.sleep(rnd.uniform(0.0, 1.0))
         server.kill()

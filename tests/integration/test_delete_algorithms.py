@@ -27,8 +27,6 @@ from tests.manifests import index_manifest as make_index
 OTHER = {"sha256": "sha512", "sha512": "sha256"}
 
 
-
-
 def push_both_ways(client: httpx.Client, repo: str, body: bytes, media_type: str) -> None:
     """`body` under sha256 (by digest, tag `v-sha256`) and under sha512 (by tag `v-sha512`,
     asking for it)."""

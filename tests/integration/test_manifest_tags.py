@@ -17,9 +17,6 @@ from tests.manifests import digest_of
 pytestmark = pytest.mark.stores  # run again on S3 + PostgreSQL (see .ci/run)
 
 
-
-
-
 def unpushed(client: httpx.Client, repo: str, algorithm: str) -> tuple[bytes, str]:
     """A small image's manifest, its blobs pushed, and its digest under `algorithm`."""
     body = oci_image(client, repo)

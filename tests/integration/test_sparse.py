@@ -55,7 +55,6 @@ def sparse_client(sparse: Server) -> Iterator[httpx.Client]:
         yield c
 
 
-
 def never_pushed(algorithm: str = "sha256") -> dict[str, object]:
     """The descriptor of a layer no one pushed, under `algorithm`."""
     data = os.urandom(100)

@@ -56,9 +56,7 @@ def test_pages_of_a_signed_nested_tree(client: httpx.Client) -> None:
     assert "build-1" in r.text and tree.digest[:19] in r.text
     # When the tag was pushed (a minute's slack for the clock turning over meanwhile).
     now = time.time()
-    assert any(
-        time.strftime("%Y-%m-%d %H:%M", time.gmtime(t)) in r.text for t in (now, now - 60)
-    )
+    assert any(time.strftime("%Y-%m-%d %H:%M", time.gmtime(t)) in r.text for t in (now, now - 60))
     assert "/ui/myrepo/ko-build/-/tree/build-1" in links(r.text)
     assert "/ui/myrepo/ko-build/app1" in links(r.text)  # the repositories below
 
@@ -205,6 +203,7 @@ def test_ui_off(tmp_path: Path) -> None:
 
 
 # Authorization: the pages show what the API would, and nothing else.
+
 
 @pytest.fixture(params=["basic", "token"])
 def secured(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, Tree]]:

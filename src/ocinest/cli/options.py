@@ -170,4 +170,3 @@ def summary(stats: Stats) -> str:
     if stats.tags_pushed:
         parts.append(f"{plural(stats.tags_pushed, 'child tag')} set")
     return ", ".join(parts)
-
