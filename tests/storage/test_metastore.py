@@ -495,6 +495,27 @@ async def test_manifest_nodes_are_looked_up_together(meta: MetaStore) -> None:
     assert await meta.manifest_nodes([]) == {}
 
 
+async def test_tags_by_digest_lists_each_key_s_tags_in_one_lookup(meta: MetaStore) -> None:
+    top, mid, leaf = await nested_tree(meta)
+    await meta.put_manifest("p/a/b", leaf, ["b-tag", "a-tag"])
+    other = await push_image(meta, "p/a/b", "other")
+    keys = [
+        ("p/a/b", str(leaf.digest)),
+        ("p", str(top.digest)),
+        ("p/a", str(mid.digest)),  # untagged
+        ("p", str(leaf.digest)),  # tagged in p/a/b, not in p
+        ("nowhere", str(top.digest)),
+    ]
+    assert await meta.tags_by_digest(keys) == {
+        ("p/a/b", str(leaf.digest)): ["a-tag", "b-tag", "leaf-tag"],
+        ("p", str(top.digest)): ["v1"],
+    }
+    assert await meta.tags_by_digest([("p/a/b", str(other.digest))]) == {
+        ("p/a/b", str(other.digest)): ["other"]
+    }
+    assert await meta.tags_by_digest([]) == {}
+
+
 # Sparse manifests (allow_sparse)
 
 

@@ -150,6 +150,10 @@ class MetaStore(Protocol):
     ) -> dict[tuple[str, str], ManifestNode]:
         """The manifests at (repository, digest) `keys` that exist, in one lookup."""
 
+    async def tags_by_digest(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+        """The tags of each repository that point at the digest, for (repository, digest)
+        `keys`, in one lookup, sorted; keys without tags are absent."""
+
     async def put_manifest(
         self,
         repository: str,

@@ -273,6 +273,24 @@ class SQLMetaStore(GCQueries):
             for r in rows
         }
 
+    async def tags_by_digest(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+        if not keys:
+            return {}
+        values = ", ".join("(?, ?)" for _ in keys)
+        sql = (
+            "SELECT k.column1, t.digest, t.name "
+            f"FROM (VALUES {values}) k "
+            "JOIN tags t ON t.repo_id = (SELECT r.id FROM repositories r"
+            " WHERE r.name = k.column1) AND t.digest = k.column2 "
+            "ORDER BY k.column1, t.digest, t.name"
+        )
+        params = [v for key in keys for v in key]
+        rows = await self._db.read(lambda c: c.execute(sql, params).fetchall())
+        found: dict[tuple[str, str], list[str]] = {}
+        for repository, digest, tag in rows:
+            found.setdefault((repository, digest), []).append(tag)
+        return found
+
     async def put_manifest(
         self,
         repository: str,
