@@ -201,6 +201,12 @@ def test_pull_on_parent_grants_exactly_the_reachable_content(basic: Server) -> N
         ):
             r = carol.get(path)
             assert r.status_code == 403 and error_codes(r) == ["DENIED"], path
+        # The tree lists tags only where she may pull the repository itself.
+        tree = carol.get("/v2/ko/_ocinest/tree/set", params={"tags": "1"}).json()
+        assert tree["tags"] == ["set"] and "tags" not in tree["children"][0]
+    with httpx.Client(base_url=basic.url, auth=creds("alice")) as alice:
+        tree = alice.get("/v2/ko/_ocinest/tree/set", params={"tags": "1"}).json()
+        assert tree["children"][0]["tags"] == ["v1"]
 
 
 # Tokens

@@ -227,6 +227,47 @@ def test_tree(client: httpx.Client, ko_build: dict[str, tuple[str, bytes]]) -> N
     assert r.status_code == 404 and error_codes(r) == ["MANIFEST_UNKNOWN"]
 
 
+def test_tree_with_manifests_and_tags(
+    client: httpx.Client, ko_build: dict[str, tuple[str, bytes]]
+) -> None:
+    base = "/v2/myrepo/ko-build/_ocinest/tree/build-1"
+    plain = client.get(base)
+    assert "manifests" not in plain.json() and "tags" not in plain.text
+    r = client.get(base, params={"manifests": "1", "tags": "true"})
+    assert r.status_code == 200
+    tree = r.json()
+    # Every distinct manifest of the tree once, exactly the bytes a GET of it answers.
+    contents = tree.pop("manifests")
+    arm = json.loads(ko_build["app2"][1])["manifests"][1]["digest"]
+    assert set(contents) == {d for d, _ in ko_build.values()} | {arm}
+    for digest, text in contents.items():
+        assert sha256(text.encode()) == digest
+    assert contents[ko_build["parent"][0]].encode() == ko_build["parent"][1]
+    assert contents[ko_build["app1"][0]].encode() == ko_build["app1"][1]
+    # The rest of the answer is the plain tree, with each node's tags.
+    app1, app2 = tree["children"]
+    assert (tree.pop("tags"), app1.pop("tags"), app2.pop("tags")) == (
+        ["build-1"],
+        ["latest"],
+        ["v1"],
+    )
+    assert [c.pop("tags") for c in app2["children"]] == [[], []]
+    assert tree == plain.json()
+
+    # Tags move, so they are part of the answer's ETag: a 304 only while they hold.
+    etag = r.headers["ETag"]
+    assert etag != plain.headers["ETag"] and etag.startswith(f'"{ko_build["parent"][0]};')
+    both = {"tags": "1", "manifests": "1"}
+    assert client.get(base, params=both, headers={"If-None-Match": etag}).status_code == 304
+    other = client.get(base, params={"tags": "1"}, headers={"If-None-Match": etag})
+    assert other.status_code == 200
+    amd_body = ko_build["amd"][1]
+    assert push_manifest(client, "myrepo/ko-build/app2", "amd", amd_body).status_code == 201
+    moved = client.get(base, params=both, headers={"If-None-Match": etag})
+    assert moved.status_code == 200
+    assert moved.json()["children"][1]["children"][0]["tags"] == ["amd"]
+
+
 def test_tree_bounds(server: Server) -> None:
     server.stop()
     server.configure(tree_max_depth=1, tree_max_nodes=3)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import Server, error_codes, free_port, push_image, push_index
 from tests.manifests import OCI_INDEX, descriptor, index_manifest, nested, sha256
@@ -118,6 +119,28 @@ def test_the_byte_bound_is_the_size_of_the_answer(server: Server, client: httpx.
         shallow = c.get("/v2/t/_ocinest/tree/v1", params={"depth": 1})
         assert shallow.status_code == 200
         assert shallow.json()["children"][1]["truncated"] is True
+
+
+@pytest.mark.parametrize(
+    "options", [{"manifests": "1"}, {"tags": "1"}, {"manifests": "1", "tags": "1"}]
+)
+def test_what_the_options_add_is_counted_against_the_byte_bound(
+    server: Server, client: httpx.Client, options: dict[str, str]
+) -> None:
+    tree_of_three(client)
+    whole = client.get("/v2/t/_ocinest/tree/v1", params=options)
+    assert whole.status_code == 200
+    for bound, status in ((len(whole.content), 200), (len(whole.content) - 1, 413)):
+        server.stop()
+        server.configure(tree_max_bytes=bound)
+        server.start()
+        with httpx.Client(base_url=server.url) as c:
+            r = c.get("/v2/t/_ocinest/tree/v1", params=options)
+            assert r.status_code == status, r.text
+            if status == 200:
+                assert r.content == whole.content
+            else:
+                assert error_codes(r) == ["TREE_TOO_LARGE"]
 
 
 def test_a_child_not_in_the_store_is_marked_missing(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest
@@ -25,6 +25,11 @@ DISCOVERY_HEADERS: Mapping[str, str] = {NESTED_HEADER: NESTED_HEADER_VALUE}
 # The tree endpoint: `GET /v2/<name>/_ocinest/tree/<reference>`.
 TREE_SEGMENT = "_ocinest/tree"
 TREE_ROUTE = rf"^/v2/(?P<name>.+)/{TREE_SEGMENT}/(?P<reference>[^/]+)\Z"
+# Its options (`?manifests=1`, `?tags=1`), each also the key of what it adds to the answer:
+# at the root, every distinct manifest's bytes by digest, as JSON strings; on each node whose
+# repository the caller may pull, that repository's tags pointing at the node's digest.
+TREE_MANIFESTS: Final = "manifests"
+TREE_TAGS: Final = "tags"
 
 ORAS_DEFAULT_ARTIFACT_TYPE = "application/vnd.unknown.artifact.v1"
 # A parent index over children of different applications: a set, not one image.
@@ -50,6 +55,8 @@ class TreeNode(TypedDict, total=False):
     referrers: int
     truncated: bool
     missing: bool
+    tags: list[str]  # with ?tags=1
+    manifests: dict[str, str]  # with ?manifests=1, at the root only
     children: list[TreeNode]
 
 

@@ -11,6 +11,7 @@ registry's one CPU thread (`Registry.cpu`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import threading
 from collections import OrderedDict
@@ -23,11 +24,18 @@ from ocinest.oci import mediatypes as mt
 from ocinest.oci.digest import Digest
 from ocinest.oci.errors import ErrorCode, OCIError
 from ocinest.oci.names import is_tag
-from ocinest.oci.nested import DISCOVERY_HEADERS, NESTED_ANNOTATION, TreeNode
+from ocinest.oci.nested import (
+    DISCOVERY_HEADERS,
+    NESTED_ANNOTATION,
+    TREE_MANIFESTS,
+    TREE_TAGS,
+    TreeNode,
+)
+from ocinest.registry.authorize import PULL
 from ocinest.registry.config import Config
 from ocinest.registry.listing import count_param
 from ocinest.registry.metrics import TREE_BYTES
-from ocinest.registry.state import registry
+from ocinest.registry.state import access, registry
 from ocinest.storage.meta import ManifestNode
 
 NESTED_HEADER = DISCOVERY_HEADERS
@@ -139,7 +147,14 @@ _PARSED = _ParsedCache(16 << 20)
 class _Tree:
     """One request's tree, built level by level, with its bounds counted as it grows."""
 
-    def __init__(self, config: Config, what: str, depth_limit: int, explicit_depth: bool) -> None:
+    def __init__(
+        self,
+        config: Config,
+        what: str,
+        depth_limit: int,
+        explicit_depth: bool,
+        manifests: bool,
+    ) -> None:
         self.config = config
         self.what = what
         self.depth_limit = depth_limit
@@ -147,15 +162,23 @@ class _Tree:
         self.parsed: dict[Key, _Parsed | None] = {}  # None: not in the store
         self.nodes = 1
         self.bytes = 0  # of the answer so far, exactly as json.dumps writes it
+        # With ?manifests=1: each distinct manifest's bytes as text, by digest.
+        self.contents: dict[str, str] | None = None
+        if manifests:
+            self.contents = {}
+            self.grow(len(f', "{TREE_MANIFESTS}": {{}}'))
 
     def _too_large(self, bound: str) -> OCIError:
         return OCIError(ErrorCode.TREE_TOO_LARGE, f"the tree of {self.what} {bound}")
 
     def expand(self, level: list[Node], found: dict[Key, ManifestNode], depth: int) -> list[Node]:
         """Fill in the nodes of `level` from their manifests; returns the level below."""
-        for key in {(n["repository"], n["digest"]) for n in level} - self.parsed.keys():
+        # In order, so the answer (and, with tags, its ETag) is the same from every worker.
+        for key in sorted({(n["repository"], n["digest"]) for n in level} - self.parsed.keys()):
             info = found.get(key)
             self.parsed[key] = None if info is None else _PARSED.parsed(info)
+            if info is not None and self.contents is not None:
+                self._content(info)
         below: list[Node] = []
         for node in level:
             parsed = self.parsed[(node["repository"], node["digest"])]
@@ -190,17 +213,61 @@ class _Tree:
         node["children"] = children
         return children
 
+    def _content(self, info: ManifestNode) -> None:
+        """Add a manifest's bytes to the answer, once per digest. Manifests are UTF-8 JSON
+        (the registry refuses any other), so a JSON string carries them exactly."""
+        assert self.contents is not None
+        if info.digest in self.contents:
+            return
+        try:
+            text = info.content.decode()
+        except UnicodeDecodeError:  # never stored so; the client GETs what is not here
+            return
+        between = 2 if self.contents else 0  # ", " after the one before
+        self.contents[info.digest] = text
+        self.grow(between + len(json.dumps(info.digest)) + 2 + len(json.dumps(text)))  # ": "
+
     def _count(self, node: Node, parsed: _Parsed | None) -> None:
         """Add the node's own bytes: all but its children, each counted on its own level,
         and the ", " between them."""
         empty = {**node, "annotations": {}, "children": []}
-        self.bytes += len(json.dumps(empty)) - 2 + (parsed.annotations_bytes if parsed else 2)
-        self.bytes += 2 * max(len(node["children"]) - 1, 0)
+        self.grow(
+            len(json.dumps(empty))
+            - 2
+            + (parsed.annotations_bytes if parsed else 2)
+            + 2 * max(len(node["children"]) - 1, 0)
+        )
+
+    def grow(self, size: int) -> None:
+        """Count `size` more bytes of the answer, refusing it past `tree_max_bytes`."""
+        self.bytes += size
         if self.bytes > self.config.tree_max_bytes:
             raise self._too_large(
                 f"takes more than {self.config.tree_max_bytes} bytes (tree_max_bytes); "
                 "ask for less with ?depth=N"
             )
+
+
+def _walk(root: Node) -> list[Node]:
+    """Every node of the answer (a child named twice is two nodes)."""
+    nodes, todo = [], [root]
+    while todo:
+        node = todo.pop()
+        nodes.append(node)
+        todo.extend(node["children"])
+    return nodes
+
+
+async def _add_tags(request: web.Request, tree: _Tree, root: Node) -> None:
+    """Give each node whose repository the caller may pull (itself, not through the parent:
+    rule 4 grants no tags) the tags there that point at its digest."""
+    can = access(request).can
+    nodes = [n for n in _walk(root) if not n.get("missing") and can(n["repository"], PULL)]
+    keys = sorted({(n["repository"], n["digest"]) for n in nodes})
+    found = await registry(request).meta.tags_by_digest(keys)
+    for node in nodes:
+        node[TREE_TAGS] = found.get((node["repository"], node["digest"]), [])
+        tree.grow(len(f', "{TREE_TAGS}": ') + len(json.dumps(node[TREE_TAGS])))
 
 
 async def get_tree(request: web.Request, name: str, reference: str) -> web.Response:
@@ -213,9 +280,9 @@ async def get_tree(request: web.Request, name: str, reference: str) -> web.Respo
     root_manifest = await reg.meta.get_manifest(name, reference)
     if root_manifest is None:
         raise OCIError(ErrorCode.MANIFEST_UNKNOWN, f"manifest {reference!r} is not in {name}")
-    etag = f'"{root_manifest.digest}"'
-    headers = {"ETag": etag, **NESTED_HEADER}
-    if request.headers.get("If-None-Match") == etag:
+    manifests, tags = (request.query.get(k) in ("1", "true") for k in (TREE_MANIFESTS, TREE_TAGS))
+    headers = {"ETag": f'"{root_manifest.digest}"', **NESTED_HEADER}
+    if not tags and request.headers.get("If-None-Match") == headers["ETag"]:
         return web.Response(status=304, headers=headers)
 
     tree = _Tree(
@@ -223,6 +290,7 @@ async def get_tree(request: web.Request, name: str, reference: str) -> web.Respo
         f"{name}:{reference}",
         count_param(request, "depth", config.tree_max_depth),
         "depth" in request.query,
+        manifests,
     )
     root = _node(
         root_manifest.repository,
@@ -238,6 +306,14 @@ async def get_tree(request: web.Request, name: str, reference: str) -> web.Respo
         found = await reg.meta.manifest_nodes(sorted(wanted))
         level = await loop.run_in_executor(reg.cpu, tree.expand, level, found, depth)
         depth += 1
+    if tree.contents is not None:
+        root[TREE_MANIFESTS] = tree.contents
+    if tags:
+        await _add_tags(request, tree, root)
     body = await loop.run_in_executor(reg.cpu, lambda: json.dumps(root).encode())
+    if tags:  # tags move: the tag names this answer, not only the root
+        headers["ETag"] = f'"{root_manifest.digest};{hashlib.sha256(body).hexdigest()[:32]}"'
+        if request.headers.get("If-None-Match") == headers["ETag"]:
+            return web.Response(status=304, headers=headers)
     TREE_BYTES.observe(len(body))
     return web.Response(body=body, content_type="application/json", headers=headers)
