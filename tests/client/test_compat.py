@@ -77,6 +77,12 @@ def test_copy_ocinest_to_distribution_to_ocinest(
     )
     assert back["mode"] == "native" and back["digest"] == ko_tree.digest
     assert_tree_at(second_server.url, "back/ko-build", ko_tree, ref="build-1")
+    # The children's tags went there and back (from distribution, which has no tree
+    # endpoint, by listing its tags).
+    assert out["stats"]["tags_pushed"] == back["stats"]["tags_pushed"] == 2
+    for key in ("app1", "app2"):
+        r = get_manifest(second_server.url, f"back/ko-build/{key}", "latest")
+        assert r.status_code == 200 and sha256(r.content) == ko_tree.manifests[key][1]
     r = httpx.get(f"{second_server.url}/v2/back/ko-build/app1/referrers/{app1}")
     assert [m["digest"] for m in r.json()["manifests"]] == [ko_tree.signature[0]]  # type: ignore[index]
     # Compat's copies in the parent were not needed natively: the parent holds only the index.

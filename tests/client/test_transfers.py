@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 
 from ocinest.client import Client, Options, ProgressEvent, copy, parse_reference, push_files
-from tests.conftest import Server, push_image, push_manifest
+from ocinest.client.auth import Credentials
+from tests.authkit import write_htpasswd
+from tests.conftest import Server, free_port, push_image, push_manifest
 from tests.manifests import OCI_INDEX, index_manifest, nested, sha256
 
 from .conftest import Distribution
@@ -69,6 +71,9 @@ def test_copy_of_100_children_moves_each_blob_once_and_then_none(
         assert first.stats.blobs_mounted > 0
         # Uploads in parallel, within the bound.
         assert 1 <= dst.counts.max_inflight_uploads <= 4
+        # The source's tree endpoint brought every manifest and the children's tags: no
+        # manifest GET, no tag list, no HEAD of a tag (the ping and the tree, then blobs).
+        assert src.counts.requests == {"GET other": 2, "GET blob": len(blobs)}
 
         src.counts.reset()
         dst.counts.reset()
@@ -209,3 +214,43 @@ def test_chunked_upload_resumes_after_a_dropped_connection(
         layer = json.loads(result.body)["layers"][0]["digest"]
         got = httpx.get(f"{upstream}/v2/resumed/f/blobs/{layer}", follow_redirects=True)
         assert got.content == data
+
+
+def test_a_copy_through_the_parents_grant_alone_carries_no_child_tags(
+    tmp_path: Path, second_server: Server
+) -> None:
+    """carol may pull `src` and, through it (rule 4), its children, but not the children's
+    repositories themselves: their tags are not hers to read, so none are carried, and the
+    copy still succeeds."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "rules:\n"
+        "  - {subjects: [alice], repositories: ['**'], actions: [pull, push]}\n"
+        "  - {subjects: [carol], repositories: [src], actions: [pull]}\n"
+    )
+    users = {"alice": "wonderland", "carol": "christmas"}
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", users)
+    source = Server(
+        tmp_path / "auth-data", free_port(), ["--htpasswd", str(htpasswd), "--policy", str(policy)]
+    )
+    source.start()
+    try:
+        with httpx.Client(base_url=source.url, auth=("alice", users["alice"])) as alice:
+            _, app = push_image(alice, "src/app", tag="v1")
+            assert push_manifest(alice, "src", "set", index_manifest(nested(app, "app")), OCI_INDEX)
+
+        async def go(user: str) -> Any:
+            creds = {source.host: Credentials(user, users[user])}
+            async with Client(Options(credentials=creds)) as c:
+                return await copy(
+                    c,
+                    parse_reference(f"{source.host}/src:set"),
+                    parse_reference(f"{second_server.host}/{user}/set"),
+                )
+
+        assert arun(go("carol")).stats.tags_pushed == 0
+        assert get_manifest(second_server.url, "carol/set/app", "v1").status_code == 404
+        assert arun(go("alice")).stats.tags_pushed == 1
+        assert get_manifest(second_server.url, "alice/set/app", "v1").status_code == 200
+    finally:
+        source.stop()

@@ -172,5 +172,13 @@ class Repository(Protocol):
 
     async def tags(self) -> list[str]: ...
 
-    async def tree(self, reference: str, depth: int | None = None) -> TreeNode | None:
-        """The whole tree in one answer, where the store has an endpoint for it."""
+    async def tree(
+        self,
+        reference: str,
+        depth: int | None = None,
+        *,
+        manifests: bool = False,
+        tags: bool = False,
+    ) -> TreeNode | None:
+        """The whole tree in one answer, where the store has an endpoint for it; with
+        `manifests`, every manifest's bytes too, and with `tags`, each node's tags."""

@@ -251,12 +251,17 @@ class Copier:
         self.progress(ProgressEvent.manifest(node.digest, node.size, target.display, outcome))
 
     async def _carry_tags(self, node: Node, dst: Repository) -> None:
-        """Give the child at `dst` the tags its source repository has for it."""
+        """Give the child at `dst` the tags its source repository has for it: those the tree
+        endpoint listed with it, else each tag of the repository that points at it."""
         assert node.body is not None
-        for tag in await node.repo.tags():
-            source = await node.repo.head_manifest(tag)
-            if source is None or source[1] != node.digest:
-                continue
+        tags = node.tags
+        if tags is None:
+            tags = []
+            for tag in await node.repo.tags():
+                source = await node.repo.head_manifest(tag)
+                if source is not None and source[1] == node.digest:
+                    tags.append(tag)
+        for tag in tags:
             there = await dst.head_manifest(tag)
             if there is None or there[1] != node.digest:
                 await dst.put_manifest(node.body, node.media_type, tag)

@@ -228,7 +228,14 @@ class LayoutRepository:
             elif not self.store.blob_path(digest).exists():
                 raise NotFound(f"manifest {digest} not found in {self.display}")
 
-    async def tree(self, reference: str, depth: int | None = None) -> TreeNode | None:
+    async def tree(
+        self,
+        reference: str,
+        depth: int | None = None,
+        *,
+        manifests: bool = False,
+        tags: bool = False,
+    ) -> TreeNode | None:
         return None  # walked manifest by manifest
 
     async def tags(self) -> list[str]:

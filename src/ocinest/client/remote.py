@@ -18,6 +18,8 @@ from ocinest.oci.manifest import MAX_MANIFEST_SIZE
 from ocinest.oci.nested import (
     NESTED_HEADER,
     NESTED_HEADER_VALUE,
+    TREE_MANIFESTS,
+    TREE_TAGS,
     TreeNode,
     fallback_referrers_index,
     fallback_tag,
@@ -297,17 +299,26 @@ class RemoteRepository:
         doc = json.loads(fetched.body)
         return [d for d in doc.get("manifests") or [] if isinstance(d, dict)]
 
-    async def tree(self, reference: str, depth: int | None = None) -> TreeNode | None:
+    async def tree(
+        self,
+        reference: str,
+        depth: int | None = None,
+        *,
+        manifests: bool = False,
+        tags: bool = False,
+    ) -> TreeNode | None:
         """The nested extension's tree endpoint; None where the registry has none."""
         if not await self.registry.nested():
             return None
         what = f"cannot get the tree of {self.display}:{reference}"
+        params = {"depth": str(depth)} if depth is not None else {}
+        params.update({k: "1" for k, on in ((TREE_MANIFESTS, manifests), (TREE_TAGS, tags)) if on})
         async with self._transport.call(
             "GET",
             tree_path(self.name, reference),
             fail=what,
             scopes=self._pull,
-            params={"depth": str(depth)} if depth is not None else None,
+            params=params or None,
             what=f"GET tree {self.display}:{reference}",
         ) as resp:
             try:

@@ -13,10 +13,16 @@ from ocinest.oci.digest import Digest
 from ocinest.oci.errors import OCIError
 from ocinest.oci.manifest import Descriptor, Manifest, parse_manifest
 from ocinest.oci.names import child_path_problem
-from ocinest.oci.nested import NESTED_ANNOTATION, TreeNode, nested_descriptor
+from ocinest.oci.nested import (
+    NESTED_ANNOTATION,
+    TREE_MANIFESTS,
+    TREE_TAGS,
+    TreeNode,
+    nested_descriptor,
+)
 
 from .base import Fetched, Repository
-from .errors import ClientError, NotFound
+from .errors import ClientError, NetworkError, NotFound, RegistryError
 
 
 @dataclass
@@ -39,6 +45,9 @@ class Node:
     # A descriptor of the parent whose manifest was never pushed (a sparse index): no
     # manifest, nothing below it.
     missing: bool = False
+    # The tags of its repository that point at it, where the tree endpoint listed them
+    # (None: not known; ask the repository).
+    tags: list[str] | None = None
 
     @property
     def body(self) -> bytes | None:
@@ -137,8 +146,25 @@ def node_of(
     )
 
 
+def _answer_nodes(answer: TreeNode, repo: Repository) -> Iterator[tuple[TreeNode, Repository]]:
+    """Each node of a tree endpoint answer with the repository it names."""
+    todo = [(answer, repo)]
+    while todo:
+        d, r = todo.pop()
+        yield d, r
+        name = d["repository"]
+        for c in d.get("children") or []:
+            path = (
+                c["repository"][len(name) + 1 :] if c["repository"].startswith(name + "/") else ""
+            )
+            todo.append((c, r.child(path) if path else r))
+
+
 class Walker:
-    """Walks a tree manifest by manifest, fetching children in parallel (bounded)."""
+    """Walks a tree manifest by manifest, fetching children in parallel (bounded). Where the
+    registry has the tree endpoint, one request first brings every manifest's bytes (and the
+    children's tags); each is checked against its digest and used in place of a GET, so the
+    tree is built and verified from the manifests either way."""
 
     def __init__(
         self, *, depth: int | None = None, referrers: bool = False, concurrency: int = 8
@@ -146,13 +172,51 @@ class Walker:
         self.depth = depth
         self.with_referrers = referrers
         self._limit = asyncio.Semaphore(max(1, concurrency))
+        self._known: dict[tuple[str, str], Fetched] = {}  # (repository, reference)
+        self._tags: dict[tuple[str, Digest], list[str]] = {}
 
     async def walk(self, repo: Repository, reference: str | None) -> Node:
-        async with self._limit:
-            fetched = await repo.get_manifest(reference)
+        await self._prefetch(repo, reference or "latest")
+        fetched = await self._get(repo, reference)
         root = node_of(repo, fetched)
+        root.tags = self._tags.get((repo.display, root.digest))
         await self._expand(root, 0)
         return root
+
+    async def _prefetch(self, repo: Repository, reference: str) -> None:
+        try:
+            answer = await repo.tree(reference, self.depth, manifests=True, tags=True)
+        except ClientError as e:  # refused (too large, say): GET each manifest
+            if isinstance(e, NetworkError) or (isinstance(e, RegistryError) and e.status >= 500):
+                raise  # the registry is failing: the GETs would fail alike
+            return
+        contents = answer.get(TREE_MANIFESTS) if answer is not None else None
+        if answer is None or not isinstance(contents, dict):
+            return
+        for d, r in _answer_nodes(answer, repo):
+            try:
+                digest = Digest.parse(d["digest"])
+                text = contents.get(d["digest"])
+                body = text.encode() if isinstance(text, str) else b""
+            except ValueError:
+                continue
+            media_type = mt.sniff(body, str(d.get("mediaType"))) if body else None
+            if media_type is not None and Digest.of(body, digest.algorithm) == digest:
+                self._known[(r.display, str(digest))] = Fetched(body, media_type, digest)
+                if d is answer:
+                    self._known[(r.display, reference)] = self._known[(r.display, str(digest))]
+            # Absent where the caller may not read the repository's tags (it reaches the node
+            # only through the parent): none it could carry.
+            tags = d.get(TREE_TAGS, [])
+            if isinstance(tags, list) and all(isinstance(t, str) for t in tags):
+                self._tags[(r.display, digest)] = tags
+
+    async def _get(self, repo: Repository, reference: str | None) -> Fetched:
+        known = self._known.get((repo.display, reference or "latest"))
+        if known is not None:
+            return known
+        async with self._limit:
+            return await repo.get_manifest(reference)
 
     async def _fetch(
         self,
@@ -165,8 +229,7 @@ class Walker:
         """The node `desc` names; with `sparse` (a member of the parent's own repository),
         a missing one is a node marked missing, as a sparse index may have."""
         try:
-            async with self._limit:
-                fetched = await repo.get_manifest(str(desc.digest))
+            fetched = await self._get(repo, str(desc.digest))
         except NotFound:
             if sparse:
                 return Node(
@@ -187,7 +250,9 @@ class Walker:
                 f"manifest {desc.digest} in {repo.display} is {fetched.size} bytes; the index "
                 f"{parent.digest} says {desc.size}"
             )
-        return node_of(repo, fetched, desc, child_path)
+        node = node_of(repo, fetched, desc, child_path)
+        node.tags = self._tags.get((repo.display, node.digest))
+        return node
 
     async def _expand(self, node: Node, level: int) -> None:
         tasks = []
