@@ -80,30 +80,65 @@ def _referrer_blob_size(c: Connection, repo_id: int, digest: str) -> int | None:
     return None if row is None else int(row[0])
 
 
+# Keys per batched lookup (two parameters each: well within SQLite's and PostgreSQL's limits).
+BATCH = 500
+
+
+def _manifests_by_name(
+    c: Connection, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[int, str, int]]:
+    """(repo_id, media type, size) of each (repository, digest) of `keys` that is stored, in
+    one query per `BATCH` keys. The repository id is a subquery per key, not a join (see
+    `manifest_nodes`)."""
+    found: dict[tuple[str, str], tuple[int, str, int]] = {}
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), BATCH):
+        batch = unique[start : start + BATCH]
+        values = ", ".join("(?, ?)" for _ in batch)
+        for name, digest, repo_id, media_type, size in c.execute(
+            "SELECT k.column1, m.digest, m.repo_id, m.media_type, m.size "
+            f"FROM (VALUES {values}) k "
+            "JOIN manifests m ON m.repo_id = (SELECT r.id FROM repositories r"
+            " WHERE r.name = k.column1) AND m.digest = k.column2",
+            [v for key in batch for v in key],
+        ).fetchall():
+            found[(name, digest)] = (int(repo_id), media_type, int(size))
+    return found
+
+
 def _closure(
     c: Connection, roots: list[tuple[int, str]], limit: int | None = None
 ) -> set[tuple[str, int, str]] | None:
     """Everything the manifests `roots` (repo_id, digest) reach through reference edges,
     themselves included, as (kind, repo_id, digest); None as soon as that is more than
-    `limit` (so that the walk itself stays bounded too)."""
+    `limit` (so that the walk itself stays bounded too). One query per level of the tree and
+    `BATCH` manifests, not one per manifest."""
     found = {("manifest", repo_id, digest) for repo_id, digest in roots}
-    if limit is not None and len(found) > limit:
-        return None
-    frontier = list(roots)
+    frontier = list(dict.fromkeys(roots))
     while frontier:
-        repo_id, digest = frontier.pop()
-        for kind, target, target_digest in c.execute(
-            "SELECT kind, target_repo_id, target_digest FROM refs WHERE repo_id = ? AND digest = ?"
-            " AND kind IN ('blob', 'manifest')",  # a sparse edge makes nothing readable
-            (repo_id, digest),
-        ).fetchall():
-            edge = (kind, int(target), target_digest)
-            if edge not in found:
-                found.add(edge)
-                if limit is not None and len(found) > limit:
-                    return None
-                if kind == "manifest":
-                    frontier.append((edge[1], edge[2]))
+        if limit is not None and len(found) > limit:
+            return None
+        below: list[tuple[int, str]] = []
+        for start in range(0, len(frontier), BATCH):
+            batch = frontier[start : start + BATCH]
+            values = ", ".join("(?, ?)" for _ in batch)
+            rows = c.execute(
+                "SELECT DISTINCT f.kind, f.target_repo_id, f.target_digest "
+                f"FROM (VALUES {values}) k JOIN refs f"
+                " ON f.repo_id = k.column1 AND f.digest = k.column2"
+                " AND f.kind IN ('blob', 'manifest')"  # a sparse edge makes nothing readable
+                + ("" if limit is None else f" LIMIT {limit + 1}"),
+                [v for key in batch for v in key],
+            ).fetchall()
+            for kind, target, target_digest in rows:
+                edge = (kind, int(target), target_digest)
+                if edge not in found:
+                    found.add(edge)
+                    if kind == "manifest":
+                        below.append((edge[1], edge[2]))
+            if limit is not None and len(found) > limit:
+                return None
+        frontier = below
     return found
 
 
@@ -366,6 +401,17 @@ class SQLMetaStore(GCQueries):
         (with `sparse`, a missing non-nested one is a sparse edge instead)."""
         edges: list[tuple[str, int, str]] = []
         problems: list[ReferenceProblem] = []
+        found = _manifests_by_name(
+            c,
+            [
+                (
+                    repository if ref.child is None else f"{repository}/{ref.child}",
+                    str(ref.descriptor.digest),
+                )
+                for ref in manifest.references
+                if ref.kind != "blob"
+            ],
+        )
         for ref in manifest.references:
             d = ref.descriptor
             digest = str(d.digest)
@@ -388,11 +434,7 @@ class SQLMetaStore(GCQueries):
                     edges.append(("blob", repo_id, digest))
                 continue
             target = repository if ref.child is None else f"{repository}/{ref.child}"
-            target_id = repo_id if ref.child is None else find_repo(c, target)
-            row = c.execute(
-                "SELECT media_type, size FROM manifests WHERE repo_id = ? AND digest = ?",
-                (target_id, digest),
-            ).fetchone()
+            row = found.get((target, digest))
             nested = ref.child is not None
             if row is None and sparse and not nested:
                 edges.append((SPARSE_MANIFEST, repo_id, digest))
@@ -402,18 +444,17 @@ class SQLMetaStore(GCQueries):
                         f"manifest {digest} is not in {target}", missing=True, nested=nested
                     )
                 )
-            elif (row[0], row[1]) != (d.media_type, d.size):
+            elif (row[1], row[2]) != (d.media_type, d.size):
                 problems.append(
                     ReferenceProblem(
                         f"descriptor of manifest {target}@{digest} says {d.media_type}, "
-                        f"{d.size} bytes; the manifest is {row[0]}, {row[1]} bytes",
+                        f"{d.size} bytes; the manifest is {row[1]}, {row[2]} bytes",
                         missing=False,
                         nested=nested,
                     )
                 )
             else:
-                assert target_id is not None
-                edges.append(("manifest", target_id, digest))
+                edges.append(("manifest", row[0], digest))
         return edges, problems
 
     async def delete_manifest(
