@@ -461,6 +461,37 @@ async def test_an_index_reaching_more_than_max_reach_is_refused_whole(meta: Meta
     assert await meta.get_manifest("p", str(leaf.digest)) == as_stored("p/a/b", leaf)
 
 
+async def test_a_push_looks_its_children_up_in_batches(
+    meta: MetaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of 2 keys: 5 children and their closure take three lookups a level, and what
+    # is checked, reached and bounded is the same as in one.
+    monkeypatch.setattr("ocinest.storage.sql.BATCH", 2)
+    children = [await push_image(meta, f"p/c{i}") for i in range(5)]
+    top = index_manifest([descriptor(m, f"c{i}") for i, m in enumerate(children)])
+    with pytest.raises(ReachTooLarge):
+        await meta.put_manifest("p", top, ["v1"], max_reach=14)  # 5 x (manifest + 2 blobs)
+    await meta.put_manifest("p", top, ["v1"], max_reach=15)
+    for child in children:
+        assert await meta.get_manifest("p", str(child.digest)) is not None
+        for digest in blob_digests(child):
+            assert await meta.blob_size("p", digest) is not None
+    # A missing child after the first batch is named, once.
+    stray = await image(meta, "p/c9")
+    bad = index_manifest(
+        [
+            descriptor(children[0], "c0"),
+            descriptor(children[1], "c1"),
+            descriptor(stray, "c9"),
+            descriptor(children[4], "c4"),
+        ]
+    )
+    with pytest.raises(ReferencesInvalid) as caught:
+        await meta.put_manifest("p", bad, [])
+    assert [(p.missing, p.nested) for p in caught.value.problems] == [(True, True)]
+    assert "p/c9" in caught.value.problems[0].detail
+
+
 async def test_a_referenced_manifest_cannot_be_deleted_until_its_index_goes(
     meta: MetaStore,
 ) -> None:
