@@ -251,12 +251,17 @@ class FaultyRegistry(ThreadedApp):
     bytes for the first `drops` requests (`drops=-1`: always), and whose every request is first
     answered 503 `unavailable` times. It honours Range requests, as registries do."""
 
-    def __init__(self, *, drops: int = 0, unavailable: int = 0, ranges: bool = True) -> None:
+    def __init__(
+        self, *, drops: int = 0, unavailable: int = 0, ranges: bool = True, endless: bool = False
+    ) -> None:
         super().__init__()
         self.manifest, self.blobs = small_image()
         self.drops = drops
         self.unavailable = unavailable
         self.ranges = ranges
+        # Claims the nested extension, and answers its tree endpoint and `repo:endless` with
+        # a body that never ends (no Content-Length).
+        self.endless = endless
         self.requests: list[tuple[str, str, str]] = []  # method, path, range
 
     def make_app(self) -> web.Application:
@@ -273,7 +278,9 @@ class FaultyRegistry(ThreadedApp):
             )
         path = request.path
         if path in ("/v2", "/v2/"):
-            return web.json_response({})
+            return web.json_response({}, headers={"Ocinest-Nested": "1"} if self.endless else {})
+        if self.endless and ("/_ocinest/tree/" in path or path.endswith("/manifests/endless")):
+            return await self._endless(request)
         if "/manifests/" in path:
             ref = path.rsplit("/", 1)[1]
             if ref not in ("v1", sha256(self.manifest)):
@@ -317,6 +324,17 @@ class FaultyRegistry(ThreadedApp):
             await resp.write_eof()
             return resp
         return web.json_response({"errors": [{"code": "UNSUPPORTED", "message": path}]}, status=404)
+
+    async def _endless(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        try:
+            await resp.write(b'{"repository": "')
+            for _ in range(100_000):  # 6 GiB at most: the client must hang up long before
+                await resp.write(b"x" * 65536)
+        except (ConnectionError, aiohttp.ClientConnectionResetError):
+            pass  # it did
+        return resp
 
 
 def _b64url(data: bytes) -> str:

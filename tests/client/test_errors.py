@@ -181,3 +181,24 @@ def test_giving_up_after_503s(tmp_path: Path, cli: Cli) -> None:
     with FaultyRegistry(unavailable=1000) as reg:
         line = one_line_error(cli("tree", f"{reg.host}/repo:v1", check=False), 1)
         assert "UNAVAILABLE" in line
+
+
+def test_endless_answers_are_cut_off_at_their_bound(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registry that never stops sending: a manifest is refused past 4 MiB, a tree answer
+    past its bound, and the pull then walks the tree by manifest GETs and succeeds."""
+    monkeypatch.setattr("ocinest.client.remote.MAX_TREE_ANSWER", 1 << 20)
+    with FaultyRegistry(endless=True) as reg:
+        pulled = cli("pull", f"{reg.host}/repo:endless", "-o", str(tmp_path / "e"), check=False)
+        line = one_line_error(pulled, 1)
+        assert "manifest larger than 4194304 bytes" in line
+
+        async def go() -> object:
+            async with Client(Options()) as client:
+                return await pull(client, parse_reference(f"{reg.host}/repo:v1"), tmp_path / "l")
+
+        result = arun(go())
+        assert str(result.digest) == sha256(reg.manifest)  # type: ignore[attr-defined]
+        asked = [p for m, p, _ in reg.requests if m == "GET"]
+        assert "/v2/repo/_ocinest/tree/v1" in asked and "/v2/repo/manifests/v1" in asked

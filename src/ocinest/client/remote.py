@@ -90,6 +90,33 @@ class RegistryClient:
         return RemoteRepository(self, name)
 
 
+# The most of a tree endpoint answer the client reads (ocinest's default `tree_max_bytes`
+# is 16 MiB); past it the walk GETs each manifest instead.
+MAX_TREE_ANSWER = 64 << 20
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, limit: int, what: str, name: str) -> bytes:
+    """The body of `resp` (`name`; `what` says what was being done), refused past `limit`
+    bytes before more than that is read."""
+    too_large = ClientError(f"{what}: {name} larger than {limit} bytes")
+    if resp.content_length is not None and resp.content_length > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size <= limit:  # read(n) may return less than n before the end
+            more = await resp.content.read(limit + 1 - size)
+            if not more:
+                break
+            chunks.append(more)
+            size += len(more)
+    except TEMPORARY_ERRORS as exc:
+        raise NetworkError(f"{what}: {describe(exc)}") from None
+    if size > limit:
+        raise too_large
+    return b"".join(chunks)
+
+
 def _fetched(body: bytes, content_type: str, reference: str, where: str) -> Fetched:
     media_type = mt.sniff(body, content_type)
     if media_type is None:
@@ -158,21 +185,7 @@ class RemoteRepository:
             headers={"Accept": MANIFEST_ACCEPT},
             what=f"GET manifest {self.display}:{reference}",
         ) as resp:
-            length = resp.content_length
-            if length is not None and length > MAX_MANIFEST_SIZE:
-                raise ClientError(f"{what}: manifest larger than {MAX_MANIFEST_SIZE} bytes")
-            try:
-                body = await resp.content.read(MAX_MANIFEST_SIZE + 1)
-                # read(n) may return less than the whole body; read the rest.
-                while len(body) <= MAX_MANIFEST_SIZE:
-                    more = await resp.content.read(MAX_MANIFEST_SIZE + 1 - len(body))
-                    if not more:
-                        break
-                    body += more
-            except TEMPORARY_ERRORS as exc:
-                raise NetworkError(f"{what}: {describe(exc)}") from None
-            if len(body) > MAX_MANIFEST_SIZE:
-                raise ClientError(f"{what}: manifest larger than {MAX_MANIFEST_SIZE} bytes")
+            body = await _read_bounded(resp, MAX_MANIFEST_SIZE, what, "manifest")
             content_type = resp.headers.get("Content-Type", "")
         return _fetched(body, content_type, reference, self.display)
 
@@ -321,8 +334,9 @@ class RemoteRepository:
             params=params or None,
             what=f"GET tree {self.display}:{reference}",
         ) as resp:
+            body = await _read_bounded(resp, MAX_TREE_ANSWER, what, "answer")
             try:
-                return parse_tree_node(await resp.json(content_type=None))
+                return parse_tree_node(json.loads(body))
             except ValueError as exc:
                 raise ClientError(f"{what}: {exc}") from None
 
