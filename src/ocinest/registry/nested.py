@@ -270,6 +270,12 @@ async def _add_tags(request: web.Request, tree: _Tree, root: Node) -> None:
         tree.grow(len(f', "{TREE_TAGS}": ') + len(json.dumps(node[TREE_TAGS])))
 
 
+def _serialize(root: Node, hashed: bool) -> tuple[bytes, str]:
+    """The answer's bytes and, when `hashed`, a hash of them."""
+    body = json.dumps(root).encode()
+    return body, hashlib.sha256(body).hexdigest()[:32] if hashed else ""
+
+
 async def get_tree(request: web.Request, name: str, reference: str) -> web.Response:
     reg = registry(request)
     config = reg.config
@@ -310,9 +316,9 @@ async def get_tree(request: web.Request, name: str, reference: str) -> web.Respo
         root[TREE_MANIFESTS] = tree.contents
     if tags:
         await _add_tags(request, tree, root)
-    body = await loop.run_in_executor(reg.cpu, lambda: json.dumps(root).encode())
-    if tags:  # tags move: the tag names this answer, not only the root
-        headers["ETag"] = f'"{root_manifest.digest};{hashlib.sha256(body).hexdigest()[:32]}"'
+    body, answer_hash = await loop.run_in_executor(reg.cpu, _serialize, root, tags)
+    if answer_hash:  # tags move: the ETag names this answer, not only the root
+        headers["ETag"] = f'"{root_manifest.digest};{answer_hash}"'
         if request.headers.get("If-None-Match") == headers["ETag"]:
             return web.Response(status=304, headers=headers)
     TREE_BYTES.observe(len(body))
