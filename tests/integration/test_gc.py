@@ -123,6 +123,28 @@ def test_grace_window_and_dry_run(server: Server, client: httpx.Client) -> None:
     assert readable(client, "junk", lost_body)
 
 
+def test_a_deletion_a_crash_undid_is_done_again_by_the_next_gc(
+    server: Server, client: httpx.Client
+) -> None:
+    data = b"deleted, then back after a crash"
+    digest = push_blob(client, "undone", data)
+    assert client.delete(f"/v2/undone/blobs/{digest}").status_code == 202
+    report = gc(server, "--grace", "0")
+    assert [b["digest"] for b in report["blobs"]] == [digest]  # type: ignore[index, union-attr]
+    stored = StoredBlobs(server)
+    assert not stored.exists(digest)
+    # A deletion is not made durable: after a crash the content may be back, named by no row.
+    stored.put(digest, data)
+    assert client.head(f"/v2/undone/blobs/{digest}").status_code == 404
+    report = gc(server, "--grace", "0")
+    assert [b["digest"] for b in report["blobs"]] == [digest]  # type: ignore[index, union-attr]
+    assert not stored.exists(digest)
+    # And a push of the same bytes meanwhile is whole.
+    stored.put(digest, data)
+    assert push_blob(client, "again", data) == digest
+    assert client.get(f"/v2/again/blobs/{digest}").content == data
+
+
 def test_expired_upload_sessions_are_purged(server: Server, client: httpx.Client) -> None:
     server.stop()
     server.configure(upload_ttl="0s")
