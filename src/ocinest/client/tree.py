@@ -146,20 +146,6 @@ def node_of(
     )
 
 
-def _answer_nodes(answer: TreeNode, repo: Repository) -> Iterator[tuple[TreeNode, Repository]]:
-    """Each node of a tree endpoint answer with the repository it names."""
-    todo = [(answer, repo)]
-    while todo:
-        d, r = todo.pop()
-        yield d, r
-        name = d["repository"]
-        for c in d.get("children") or []:
-            path = (
-                c["repository"][len(name) + 1 :] if c["repository"].startswith(name + "/") else ""
-            )
-            todo.append((c, r.child(path) if path else r))
-
-
 class Walker:
     """Walks a tree manifest by manifest, fetching children in parallel (bounded). Where the
     registry has the tree endpoint, one request first brings every manifest's bytes (and the
@@ -193,23 +179,22 @@ class Walker:
         contents = answer.get(TREE_MANIFESTS) if answer is not None else None
         if answer is None or not isinstance(contents, dict):
             return
-        for d, r in _answer_nodes(answer, repo):
-            try:
-                digest = Digest.parse(d["digest"])
-                text = contents.get(d["digest"])
-                body = text.encode() if isinstance(text, str) else b""
-            except ValueError:
-                continue
-            media_type = mt.sniff(body, str(d.get("mediaType"))) if body else None
+        try:
+            tree = from_endpoint(repo, answer)
+        except (ValueError, TypeError):  # a malformed answer: GET each manifest
+            return
+        for node in tree.walk():
+            display, digest = node.repo.display, node.digest
+            text = contents.get(str(digest))
+            body = text.encode() if isinstance(text, str) else b""
+            media_type = mt.sniff(body, node.media_type) if body else None
             if media_type is not None and Digest.of(body, digest.algorithm) == digest:
-                self._known[(r.display, str(digest))] = Fetched(body, media_type, digest)
-                if d is answer:
-                    self._known[(r.display, reference)] = self._known[(r.display, str(digest))]
-            # Absent where the caller may not read the repository's tags (it reaches the node
+                self._known[(display, str(digest))] = Fetched(body, media_type, digest)
+                if node is tree:
+                    self._known[(display, reference)] = self._known[(display, str(digest))]
+            # None where the caller may not read the repository's tags (it reaches the node
             # only through the parent): none it could carry.
-            tags = d.get(TREE_TAGS, [])
-            if isinstance(tags, list) and all(isinstance(t, str) for t in tags):
-                self._tags[(r.display, digest)] = tags
+            self._tags[(display, digest)] = node.tags or []
 
     async def _get(self, repo: Repository, reference: str | None) -> Fetched:
         known = self._known.get((repo.display, reference or "latest"))
@@ -315,8 +300,16 @@ async def walk(
     )
 
 
+def _strings(value: object) -> list[str] | None:
+    """`value` when it is a list of strings, else None."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [str(v) for v in value]
+    return None
+
+
 def from_endpoint(root_repo: Repository, root: TreeNode) -> Node:
-    """A tree as ocinest's tree endpoint answers it (no manifests)."""
+    """A tree as ocinest's tree endpoint answers it (no manifests; each node's tags where the
+    answer lists them)."""
 
     def build(d: TreeNode, repo: Repository, child_path: str | None) -> Node:
         media_type = str(d.get("mediaType"))
@@ -335,6 +328,7 @@ def from_endpoint(root_repo: Repository, root: TreeNode) -> Node:
             referrer_count=d.get("referrers"),
             truncated=bool(d.get("truncated")),
             missing=bool(d.get("missing")),
+            tags=_strings(d.get(TREE_TAGS)),
         )
         name = d["repository"]
         for c in d.get("children") or []:

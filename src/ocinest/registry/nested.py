@@ -248,21 +248,11 @@ class _Tree:
             )
 
 
-def _walk(root: Node) -> list[Node]:
-    """Every node of the answer (a child named twice is two nodes)."""
-    nodes, todo = [], [root]
-    while todo:
-        node = todo.pop()
-        nodes.append(node)
-        todo.extend(node["children"])
-    return nodes
-
-
-async def _add_tags(request: web.Request, tree: _Tree, root: Node) -> None:
-    """Give each node whose repository the caller may pull (itself, not through the parent:
-    rule 4 grants no tags) the tags there that point at its digest."""
+async def _add_tags(request: web.Request, tree: _Tree, nodes: list[Node]) -> None:
+    """Give each of `nodes` whose repository the caller may pull (itself, not through the
+    parent: rule 4 grants no tags) the tags there that point at its digest."""
     can = access(request).can
-    nodes = [n for n in _walk(root) if not n.get("missing") and can(n["repository"], PULL)]
+    nodes = [n for n in nodes if not n.get("missing") and can(n["repository"], PULL)]
     keys = sorted({(n["repository"], n["digest"]) for n in nodes})
     found = await registry(request).meta.tags_by_digest(keys)
     for node in nodes:
@@ -306,8 +296,10 @@ async def get_tree(request: web.Request, name: str, reference: str) -> web.Respo
     )
     loop = asyncio.get_running_loop()
     level = [root]
+    nodes: list[Node] = []  # every node of the answer (a child named twice is two)
     depth = 0
     while level:
+        nodes += level
         wanted = {(n["repository"], n["digest"]) for n in level} - tree.parsed.keys()
         found = await reg.meta.manifest_nodes(sorted(wanted))
         level = await loop.run_in_executor(reg.cpu, tree.expand, level, found, depth)
@@ -315,7 +307,7 @@ async def get_tree(request: web.Request, name: str, reference: str) -> web.Respo
     if tree.contents is not None:
         root[TREE_MANIFESTS] = tree.contents
     if tags:
-        await _add_tags(request, tree, root)
+        await _add_tags(request, tree, nodes)
     body, answer_hash = await loop.run_in_executor(reg.cpu, _serialize, root, tags)
     if answer_hash:  # tags move: the ETag names this answer, not only the root
         headers["ETag"] = f'"{root_manifest.digest};{answer_hash}"'

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from ocinest.oci.digest import Digest
-from ocinest.oci.manifest import Manifest
+from ocinest.oci.manifest import Manifest, Reference
 from ocinest.storage.database import (
     SPARSE_BLOB,
     SPARSE_MANIFEST,
@@ -40,6 +41,8 @@ from ocinest.storage.meta import (
     Upload,
 )
 from ocinest.storage.sql_gc import GCQueries
+
+T = TypeVar("T")
 
 # A blob's or a link's time is refreshed by a new push only when older than this (seconds).
 FRESH = 1.0
@@ -84,6 +87,19 @@ def _referrer_blob_size(c: Connection, repo_id: int, digest: str) -> int | None:
 BATCH = 500
 
 
+def _keys_table(keys: Sequence[tuple[Any, Any]]) -> tuple[str, list[Any]]:
+    """`keys` as a table `k` of two columns (`k.column1`, `k.column2`) to join, each key then
+    a primary-key lookup, and its parameters."""
+    return f"(VALUES {', '.join('(?, ?)' for _ in keys)}) k", [v for key in keys for v in key]
+
+
+def _batches(keys: Sequence[T]) -> Iterator[Sequence[T]]:
+    """`keys` without repeats, `BATCH` at a time."""
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), BATCH):
+        yield unique[start : start + BATCH]
+
+
 def _manifests_by_name(
     c: Connection, keys: list[tuple[str, str]]
 ) -> dict[tuple[str, str], tuple[int, str, int]]:
@@ -91,16 +107,13 @@ def _manifests_by_name(
     one query per `BATCH` keys. The repository id is a subquery per key, not a join (see
     `manifest_nodes`)."""
     found: dict[tuple[str, str], tuple[int, str, int]] = {}
-    unique = list(dict.fromkeys(keys))
-    for start in range(0, len(unique), BATCH):
-        batch = unique[start : start + BATCH]
-        values = ", ".join("(?, ?)" for _ in batch)
+    for batch in _batches(keys):
+        table, params = _keys_table(batch)
         for name, digest, repo_id, media_type, size in c.execute(
-            "SELECT k.column1, m.digest, m.repo_id, m.media_type, m.size "
-            f"FROM (VALUES {values}) k "
+            f"SELECT k.column1, m.digest, m.repo_id, m.media_type, m.size FROM {table} "
             "JOIN manifests m ON m.repo_id = (SELECT r.id FROM repositories r"
             " WHERE r.name = k.column1) AND m.digest = k.column2",
-            [v for key in batch for v in key],
+            params,
         ).fetchall():
             found[(name, digest)] = (int(repo_id), media_type, int(size))
     return found
@@ -114,21 +127,19 @@ def _closure(
     `limit` (so that the walk itself stays bounded too). One query per level of the tree and
     `BATCH` manifests, not one per manifest."""
     found = {("manifest", repo_id, digest) for repo_id, digest in roots}
-    frontier = list(dict.fromkeys(roots))
+    if limit is not None and len(found) > limit:
+        return None
+    frontier = roots
     while frontier:
-        if limit is not None and len(found) > limit:
-            return None
         below: list[tuple[int, str]] = []
-        for start in range(0, len(frontier), BATCH):
-            batch = frontier[start : start + BATCH]
-            values = ", ".join("(?, ?)" for _ in batch)
+        for batch in _batches(frontier):
+            table, params = _keys_table(batch)
             rows = c.execute(
-                "SELECT DISTINCT f.kind, f.target_repo_id, f.target_digest "
-                f"FROM (VALUES {values}) k JOIN refs f"
-                " ON f.repo_id = k.column1 AND f.digest = k.column2"
+                f"SELECT DISTINCT f.kind, f.target_repo_id, f.target_digest FROM {table} "
+                "JOIN refs f ON f.repo_id = k.column1 AND f.digest = k.column2"
                 " AND f.kind IN ('blob', 'manifest')"  # a sparse edge makes nothing readable
                 + ("" if limit is None else f" LIMIT {limit + 1}"),
-                [v for key in batch for v in key],
+                params,
             ).fetchall()
             for kind, target, target_digest in rows:
                 edge = (kind, int(target), target_digest)
@@ -292,16 +303,14 @@ class SQLMetaStore(GCQueries):
         # Joining the keys as a table lets each one be a primary-key lookup. The repository
         # id is a subquery per key, not a join: joined, PostgreSQL hashes every repository
         # for a few hundred keys (a scan that grows with the registry; docs/scaling.md).
-        values = ", ".join("(?, ?)" for _ in keys)
+        table, params = _keys_table(keys)
         sql = (
             "SELECT k.column1, m.digest, m.media_type, m.size, m.content,"
             " (SELECT COUNT(*) FROM manifests s WHERE s.repo_id = m.repo_id"
-            "  AND s.subject = m.digest) "
-            f"FROM (VALUES {values}) k "
+            f"  AND s.subject = m.digest) FROM {table} "
             "JOIN manifests m ON m.repo_id = (SELECT r.id FROM repositories r"
             " WHERE r.name = k.column1) AND m.digest = k.column2"
         )
-        params = [v for key in keys for v in key]
         rows = await self._db.read(lambda c: c.execute(sql, params).fetchall())
         return {
             (r[0], r[1]): ManifestNode(r[0], r[1], r[2], int(r[3]), bytes(r[4]), int(r[5]))
@@ -311,15 +320,13 @@ class SQLMetaStore(GCQueries):
     async def tags_by_digest(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
         if not keys:
             return {}
-        values = ", ".join("(?, ?)" for _ in keys)
+        table, params = _keys_table(keys)
         sql = (
-            "SELECT k.column1, t.digest, t.name "
-            f"FROM (VALUES {values}) k "
+            f"SELECT k.column1, t.digest, t.name FROM {table} "
             "JOIN tags t ON t.repo_id = (SELECT r.id FROM repositories r"
             " WHERE r.name = k.column1) AND t.digest = k.column2 "
             "ORDER BY k.column1, t.digest, t.name"
         )
-        params = [v for key in keys for v in key]
         rows = await self._db.read(lambda c: c.execute(sql, params).fetchall())
         found: dict[tuple[str, str], list[str]] = {}
         for repository, digest, tag in rows:
@@ -401,13 +408,15 @@ class SQLMetaStore(GCQueries):
         (with `sparse`, a missing non-nested one is a sparse edge instead)."""
         edges: list[tuple[str, int, str]] = []
         problems: list[ReferenceProblem] = []
+
+        def target_of(ref: Reference) -> str:
+            """The repository of a manifest reference: the child's, or this one."""
+            return repository if ref.child is None else f"{repository}/{ref.child}"
+
         found = _manifests_by_name(
             c,
             [
-                (
-                    repository if ref.child is None else f"{repository}/{ref.child}",
-                    str(ref.descriptor.digest),
-                )
+                (target_of(ref), str(ref.descriptor.digest))
                 for ref in manifest.references
                 if ref.kind != "blob"
             ],
@@ -433,7 +442,7 @@ class SQLMetaStore(GCQueries):
                 else:
                     edges.append(("blob", repo_id, digest))
                 continue
-            target = repository if ref.child is None else f"{repository}/{ref.child}"
+            target = target_of(ref)
             row = found.get((target, digest))
             nested = ref.child is not None
             if row is None and sparse and not nested:
