@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from harness.bench import Bench
-from harness.ceilings import ceiling_upload_path
+from harness.ceilings import ceiling_upload_path, warm_free_memory
 from harness.client import Http, push_blob, push_chunked
 from harness.common import MiB, log
 from harness.results import Row
@@ -31,6 +31,7 @@ def run(bench: Bench) -> None:
             for server in bench.pair:
                 data, digest = bench.fresh_blob()
                 h = clients[server.label]
+                warm_free_memory()
                 cpu0 = server.cpu()
                 start = time.perf_counter()
                 if kind == "mono":

@@ -4,20 +4,24 @@ verification, publication, ranged reads, deletion, listing, and what survives a 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import itertools
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from ocinest.oci.digest import Digest
+from ocinest.storage import filesystem
 from ocinest.storage.blobs import BlobStore
 from ocinest.storage.errors import DigestMismatch, UploadOffsetMismatch, UploadUnknown
+from ocinest.storage.filesystem import FilesystemBlobStore
 from tests.storage.conftest import BLOB_BACKENDS, PART_SIZE, OpenBlobs
 from tests.storage.content import chunks, read_all, upload
 
@@ -502,3 +506,81 @@ async def test_a_chunked_upload_of_less_than_a_part_is_sent_once(open_blobs: Ope
     assert await read_all(blobs, digest, 0, len(data)) == data
     assert listed(blobs) == {str(digest): len(data)}
     assert blobs.stale_uploads(time.time() + 60) == []
+
+
+# The filesystem's write path: hashed and written on an I/O thread while the body arrives.
+
+
+async def test_a_filesystem_upload_starts_its_writeback_as_it_arrives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each WRITEBACK bytes written, their writeback is started (the range just written,
+    from where the append began), so that the closing fsync has little left to do."""
+    started: list[tuple[int, int]] = []
+    real = filesystem._start_writeback
+
+    def record(fd: int, offset: int, length: int) -> None:
+        started.append((offset, length))
+        real(fd, offset, length)  # the real call, on a real file: it must not fail
+
+    monkeypatch.setattr(filesystem, "_start_writeback", record)
+    store = FilesystemBlobStore(tmp_path / "data")
+    try:
+        first, second = os.urandom(3 * 1024), os.urandom(3 * filesystem.WRITEBACK + 5)
+        await store.start_upload("u")
+        assert await store.append("u", 0, chunks(first)) == len(first)
+        assert started == []  # too little to start anything
+        body = [second[i : i + 256 * 1024] for i in range(0, len(second), 256 * 1024)]
+        total = len(first) + len(second)
+        assert await store.append("u", len(first), chunks(*body)) == total
+        assert started[0][0] == len(first)
+        for (offset, length), (following, _) in itertools.pairwise(started):
+            assert offset + length == following  # contiguous, in order
+        assert all(length >= filesystem.WRITEBACK for _, length in started)
+        end = started[-1][0] + started[-1][1]
+        assert total - filesystem.WRITEBACK < end <= total
+        assert await store.verify("u", Digest.of(first + second)) == total
+    finally:
+        store.close()
+
+
+async def test_a_failed_write_stops_the_append_and_the_upload_keeps_what_is_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails (a full disk) ends the append with its error, without reading the
+    rest of the body; the upload reports the bytes really in its file, and continues from
+    there with a hash of exactly those."""
+    real = filesystem._write_chunks
+    calls = 0
+
+    def full_at_the_third(fd: int, batch: list[bytes]) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, batch)
+
+    monkeypatch.setattr(filesystem, "_write_chunks", full_at_the_third)
+    mib = filesystem.WRITE_BATCH
+    sent = os.urandom(64 * mib)
+    pulled = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        for offset in range(0, len(sent), mib):
+            pulled += 1
+            yield sent[offset : offset + mib]
+
+    store = FilesystemBlobStore(tmp_path / "data")
+    try:
+        await store.start_upload("u")
+        with pytest.raises(OSError, match="No space left"):
+            await store.append("u", 0, body())
+        assert pulled <= 3 + filesystem.IN_FLIGHT + 1  # not the 64 of the whole body
+        held = await store.upload_size("u")
+        assert held == 2 * mib
+        monkeypatch.setattr(filesystem, "_write_chunks", real)
+        assert await store.append("u", held, chunks(sent[held:])) == len(sent)
+        assert await store.verify("u", Digest.of(sent)) == len(sent)
+    finally:
+        store.close()

@@ -5,19 +5,23 @@ A blob becomes visible only by an atomic link after its digest is verified and i
 fsynced; the directory entry is fsynced too, so an acknowledged blob survives a crash.
 
 Upload data is not fsynced while it arrives (neither the new file nor a PATCH): durability
-is the closing PUT's, which fsyncs the data before the link. What an upload reports as its
-offset is always the size of its file, the bytes really there; its running hash is kept in
-this process only, and whenever it does not cover exactly those bytes (after a restart, say)
-the next chunk or the PUT hashes the file itself: never a state that disagrees with them.
+is the closing PUT's, which fsyncs the data before the link. Its writeback is started as it
+arrives (sync_file_range, a hint that waits for nothing), so that fsync has little to do.
+What an upload reports as its offset is always the size of its file, the bytes really there;
+its running hash is kept in this process only, and whenever it does not cover exactly those
+bytes (after a restart, say) the next chunk or the PUT hashes the file itself: never a state
+that disagrees with them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import fcntl
 import os
+import queue
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +42,12 @@ T = TypeVar("T")
 # Bytes gathered before a write: large enough to amortize the hop to the I/O thread.
 WRITE_BATCH = 1 << 20
 READ_BATCH = 4 << 20
+# Batches of an upload received while the I/O thread hashes and writes the one before.
+IN_FLIGHT = 4
+# Bytes of an upload after which their writeback is started, so that the disk writes while
+# the body arrives instead of all at the closing fsync.
+WRITEBACK = 8 << 20
+SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>
 
 
 @dataclass
@@ -156,41 +166,32 @@ class FilesystemBlobStore:
             os.close(fd)
 
     async def _write_all(self, fd: int, hasher: Hasher, chunks: AsyncIterator[bytes]) -> int:
-        """Write while reading, and hash while writing: one I/O thread hashes a batch while
-        another writes it (or the one before), and the loop reads the next."""
+        """Write while reading: one I/O thread hashes and writes the batches in order while
+        the loop reads on, with up to IN_FLIGHT batches waiting for it (so the socket is
+        drained while the thread works), and starts the writeback of each WRITEBACK bytes
+        written, so that the closing fsync finds little left to write."""
+        loop = asyncio.get_running_loop()
+        work: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+        room = asyncio.Semaphore(IN_FLIGHT)
+        failed: list[BaseException] = []
+        start = os.fstat(fd).st_size
 
-        def digest(chunks: list[bytes]) -> None:
-            for chunk in chunks:
-                hasher.update(chunk)
+        def consume() -> None:
+            written = flushed = start
+            while (batch := work.get()) is not None:
+                if not failed:  # after a failure, only make room until the loop stops
+                    try:
+                        for chunk in batch:
+                            hasher.update(chunk)
+                        written += _write_chunks(fd, batch)
+                        if written - flushed >= WRITEBACK:
+                            _start_writeback(fd, flushed, written - flushed)
+                            flushed = written
+                    except BaseException as exc:
+                        failed.append(exc)
+                loop.call_soon_threadsafe(room.release)
 
-        def write(chunks: list[bytes]) -> None:
-            # Write the chunks as they came: no copy into one buffer.
-            views = [memoryview(c) for c in chunks]
-            while views:
-                done = os.writev(fd, views[:1024])
-                while views and done >= len(views[0]):
-                    done -= len(views[0])
-                    views.pop(0)
-                if views and done:
-                    views[0] = views[0][done:]
-
-        def digest_and_write(chunks: list[bytes]) -> None:
-            digest(chunks)
-            write(chunks)
-
-        hashing: asyncio.Future[None] | None = None
-        writing: asyncio.Future[None] | None = None
-
-        async def submit(batch: list[bytes]) -> None:
-            # Each of the two in order, one batch at a time.
-            nonlocal hashing, writing
-            if hashing is not None:
-                await hashing
-            hashing = self._run(digest, batch)
-            if writing is not None:
-                await writing
-            writing = self._run(write, batch)
-
+        worker = self._run(consume)
         written = 0
         batch: list[bytes] = []
         batched = 0
@@ -199,24 +200,23 @@ class FilesystemBlobStore:
                 batch.append(chunk)
                 batched += len(chunk)
                 if batched >= WRITE_BATCH:
-                    await submit(batch)
+                    await room.acquire()
+                    if failed:
+                        break
+                    work.put(batch)
                     written += batched
                     batch, batched = [], 0
-            if batch:
-                # The last batch, short: hashed and written in one hop (a small blob is all
-                # of it).
-                for previous in (hashing, writing):
-                    if previous is not None:
-                        await previous
-                hashing, writing = self._run(digest_and_write, batch), None
-                written += batched
+            else:
+                if batch:
+                    work.put(batch)
+                    written += batched
         finally:
-            # Also when the client went away: what is in flight finishes before fd closes.
-            running = [f for f in (hashing, writing) if f is not None]
-            if running:
-                await asyncio.wait(running)
-        for done in running:
-            done.result()  # a failure of either
+            # Also when the client went away: what is queued is written before fd closes.
+            work.put(None)
+            await asyncio.wait([worker])
+        worker.result()
+        if failed:
+            raise failed[0]
         return written
 
     async def verify(self, upload_id: str, digest: Digest) -> int:
@@ -300,6 +300,41 @@ class FilesystemBlobStore:
         self._progress.pop(upload_id, None)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._upload_path(upload_id))
+
+
+def _write_chunks(fd: int, chunks: list[bytes]) -> int:
+    """Write the chunks as they came (no copy into one buffer); the bytes written."""
+    views = [memoryview(c) for c in chunks]
+    total = sum(len(v) for v in views)
+    while views:
+        done = os.writev(fd, views[:1024])
+        while views and done >= len(views[0]):
+            done -= len(views[0])
+            views.pop(0)
+        if views and done:
+            views[0] = views[0][done:]
+    return total
+
+
+def _sync_file_range() -> Callable[[int, int, int], None]:
+    """Linux's sync_file_range(2) with SYNC_FILE_RANGE_WRITE, which `os` does not bind: start
+    writing a range of dirty pages back, without waiting. Elsewhere, nothing."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except AttributeError:
+        return lambda fd, offset, length: None
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.restype = ctypes.c_int
+
+    def start(fd: int, offset: int, length: int) -> None:
+        # A hint: a failure here (an old kernel, a filesystem without it) is found, if it
+        # matters, by the fsync that makes the upload durable.
+        function(fd, offset, length, SYNC_FILE_RANGE_WRITE)
+
+    return start
+
+
+_start_writeback = _sync_file_range()
 
 
 def _stat(entry: os.DirEntry[str]) -> os.stat_result | None:
