@@ -584,3 +584,33 @@ async def test_a_failed_write_stops_the_append_and_the_upload_keeps_what_is_ther
         assert await store.verify("u", Digest.of(sent)) == len(sent)
     finally:
         store.close()
+
+
+async def test_an_upload_whose_body_pauses_holds_no_io_thread(tmp_path: Path) -> None:
+    """With one I/O thread, an upload whose client has sent a batch and then goes quiet
+    leaves the thread to others: a second upload and a read finish meanwhile."""
+    store = FilesystemBlobStore(tmp_path / "data", io_threads=1)
+    try:
+        quiet = asyncio.Event()
+        first = os.urandom(2 * filesystem.WRITE_BATCH)
+        rest = os.urandom(1000)
+
+        async def pausing() -> AsyncIterator[bytes]:
+            yield first
+            quiet.set()
+            await resume.wait()
+            yield rest
+
+        resume = asyncio.Event()
+        await store.start_upload("slow")
+        slow = asyncio.create_task(store.append("slow", 0, pausing()))
+        await quiet.wait()
+        other = os.urandom(3 * filesystem.WRITE_BATCH)
+        digest = await asyncio.wait_for(upload(store, other), timeout=30)
+        assert await asyncio.wait_for(read_all(store, digest, 0, len(other)), 30) == other
+        assert not slow.done()
+        resume.set()
+        assert await slow == len(first) + len(rest)
+        assert await store.verify("slow", Digest.of(first + rest)) == len(first) + len(rest)
+    finally:
+        store.close()

@@ -16,12 +16,13 @@ that disagrees with them.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import errno
 import fcntl
 import os
-import queue
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -166,32 +167,49 @@ class FilesystemBlobStore:
             os.close(fd)
 
     async def _write_all(self, fd: int, hasher: Hasher, chunks: AsyncIterator[bytes]) -> int:
-        """Write while reading: one I/O thread hashes and writes the batches in order while
-        the loop reads on, with up to IN_FLIGHT batches waiting for it (so the socket is
-        drained while the thread works), and starts the writeback of each WRITEBACK bytes
-        written, so that the closing fsync finds little left to write."""
+        """Write while reading: the batches are hashed and written in order on an I/O
+        thread while the loop reads on, up to IN_FLIGHT of them waiting (so the socket is
+        drained while the thread works), and the writeback of each WRITEBACK bytes written
+        is started, so that the closing fsync finds little left to write. A thread is held
+        only while batches wait: a client that sends slowly holds none."""
         loop = asyncio.get_running_loop()
-        work: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+        waiting: collections.deque[list[bytes]] = collections.deque()
+        lock = threading.Lock()
+        draining = False
+        drain: asyncio.Future[None] | None = None
         room = asyncio.Semaphore(IN_FLIGHT)
         failed: list[BaseException] = []
-        start = os.fstat(fd).st_size
+        end = flushed = os.fstat(fd).st_size
 
-        def consume() -> None:
-            written = flushed = start
-            while (batch := work.get()) is not None:
+        def write_waiting() -> None:
+            nonlocal draining, end, flushed
+            while True:
+                with lock:
+                    if not waiting:
+                        draining = False
+                        return
+                    batch = waiting.popleft()
                 if not failed:  # after a failure, only make room until the loop stops
                     try:
                         for chunk in batch:
                             hasher.update(chunk)
-                        written += _write_chunks(fd, batch)
-                        if written - flushed >= WRITEBACK:
-                            _start_writeback(fd, flushed, written - flushed)
-                            flushed = written
+                        end += _write_chunks(fd, batch)
+                        if end - flushed >= WRITEBACK:
+                            _start_writeback(fd, flushed, end - flushed)
+                            flushed = end
                     except BaseException as exc:
                         failed.append(exc)
                 loop.call_soon_threadsafe(room.release)
 
-        worker = self._run(consume)
+        def put(batch: list[bytes]) -> None:
+            nonlocal draining, drain
+            with lock:
+                waiting.append(batch)
+                if draining:
+                    return  # the running drain takes it
+                draining = True
+            drain = self._run(write_waiting)
+
         written = 0
         batch: list[bytes] = []
         batched = 0
@@ -203,18 +221,20 @@ class FilesystemBlobStore:
                     await room.acquire()
                     if failed:
                         break
-                    work.put(batch)
+                    put(batch)
                     written += batched
                     batch, batched = [], 0
             else:
                 if batch:
-                    work.put(batch)
+                    put(batch)
                     written += batched
         finally:
-            # Also when the client went away: what is queued is written before fd closes.
-            work.put(None)
-            await asyncio.wait([worker])
-        worker.result()
+            # Also when the client went away: what waits is written before fd closes. The
+            # last drain started is the one that ends with nothing left waiting.
+            if drain is not None:
+                await asyncio.wait([drain])
+        if drain is not None:
+            drain.result()
         if failed:
             raise failed[0]
         return written
