@@ -50,9 +50,10 @@ def rate_rounds(
     title: str,
     unit: str,
     spec_of: Callable[[Server, int], dict[str, Any]],
+    min_ratio: float | None = None,
 ) -> None:
     """The loadgen.py run spec_of(server, round) on the main pair, interleaved; one row of
-    its rates."""
+    its rates, with a goal of `min_ratio` times the reference's if given."""
     raw = interleave(
         bench,
         key,
@@ -62,4 +63,16 @@ def rate_rounds(
     )
     bench.details[key] = raw
     rates = {label: [x["rate"] for x in xs] for label, xs in raw.items()}
-    bench.add(Row(key, title, unit, True, rates["ocinest"], rates["reference"]))
+    goal = f">= {min_ratio:g}x ref" if min_ratio is not None else ""
+    bench.add(
+        Row(
+            key,
+            title,
+            unit,
+            True,
+            rates["ocinest"],
+            rates["reference"],
+            goal=goal,
+            min_ratio=min_ratio,
+        )
+    )

@@ -28,4 +28,5 @@ def run(bench: Bench) -> None:
         f"{p.small_size // 1024} KiB blob push (POST+PUT), {p.push_concurrency} concurrent",
         "blobs/s",
         spec,
+        min_ratio=3,
     )
