@@ -106,6 +106,21 @@ def test_metrics_count_errors_by_status(client: httpx.Client) -> None:
     ), r.text
 
 
+def test_metrics_name_a_method_of_the_clients_choosing_other(client: httpx.Client) -> None:
+    """A client picks the method, and each label value is a series kept for good: methods
+    outside HTTP's usual ones (here WebDAV's, which the HTTP parser knows) are counted as
+    one."""
+    for method in ("PROPFIND", "MKCOL", "LOCK"):
+        assert client.request(method, "/v2/").status_code == 405
+    text = client.get("/metrics").text
+    assert not re.search("PROPFIND|MKCOL|LOCK", text)
+    assert re.search(
+        r'^ocinest_http_requests_total\{method="other",route="base",status="405"\} ([3-9]|\d\d)',
+        text,
+        re.MULTILINE,
+    ), text
+
+
 @pytest.mark.parametrize(
     "path",
     [

@@ -228,6 +228,30 @@ async def test_a_tag_moves_to_the_manifest_pushed_last(meta: MetaStore) -> None:
     assert await meta.list_tags("repo", 10, None) == ["latest"]
 
 
+async def test_a_manifest_read_again_shows_every_write_of_any_store_instance(
+    open_meta: OpenMeta,
+) -> None:
+    """Reads may be cached (SQLite keeps hot manifests while its database is unchanged): a
+    tag moved, a manifest deleted or a tag deleted through another instance, as by another
+    registry process, shows in the very next read."""
+    reader, writer = open_meta(), open_meta()
+    first = await push_image(writer, "repo", "latest")
+    for _ in range(2):  # the second read may come from the cache
+        assert await reader.get_manifest("repo", "latest") == as_stored("repo", first)
+        assert await reader.get_manifest("repo", str(first.digest)) == as_stored("repo", first)
+    second = await push_image(writer, "repo", "latest")
+    assert await reader.get_manifest("repo", "latest") == as_stored("repo", second)
+    await writer.delete_manifest("repo", first.digest)
+    assert await reader.get_manifest("repo", str(first.digest)) is None
+    await writer.delete_tag("repo", "latest")
+    assert await reader.get_manifest("repo", "latest") is None
+    # and the reader's own writes, through its own writer
+    await reader.put_manifest("repo", second, ["latest"])
+    assert await reader.get_manifest("repo", "latest") == as_stored("repo", second)
+    await reader.delete_tag("repo", "latest")
+    assert await reader.get_manifest("repo", "latest") is None
+
+
 async def test_delete_tag_keeps_the_manifest(meta: MetaStore) -> None:
     manifest = await push_image(meta, "repo", "v1")
     await meta.delete_tag("repo", "v1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 from aiohttp import web
@@ -29,12 +30,16 @@ def _immutable(name: str, tag: str, reason: str) -> OCIError:
 
 def _acceptable(request: web.Request, media_type: str) -> bool:
     """Whether the client's Accept headers admit `media_type` (no Accept admits all)."""
-    accepted = set()
-    for header in request.headers.getall("Accept", []):
-        for item in header.split(","):
-            accepted.add(mt.bare(item))
-    accepted.discard("")
-    return not accepted or bool(accepted & {media_type, "*/*", "application/*"})
+    accepted = _accepted(tuple(request.headers.getall("Accept", ())))
+    return not accepted or not accepted.isdisjoint((media_type, "*/*", "application/*"))
+
+
+@functools.lru_cache(maxsize=256)  # clients send the same few headers again and again
+def _accepted(headers: tuple[str, ...]) -> frozenset[str]:
+    """The media types that Accept headers name."""
+    named = {mt.bare(item) for header in headers for item in header.split(",")}
+    named.discard("")
+    return frozenset(named)
 
 
 async def get_manifest(request: web.Request, name: str, reference: str) -> web.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 
@@ -10,7 +11,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.helpers import must_be_empty_body
 from aiohttp.web_fileresponse import NOSENDFILE
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from ocinest.oci.errors import OCIError
 from ocinest.registry.auth import IDENTITY
@@ -31,10 +32,27 @@ def route_of(request: web.BaseRequest) -> str:
     return route
 
 
+# The methods the metrics name; any other is counted as "other" (a client chooses the
+# method, and each label value is a series kept for the life of the process).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+# The labelled series, looked up once each: their label values are bounded (the methods
+# above, the routes, the statuses), and prometheus_client's `labels()` costs a lock a call.
+@functools.cache
+def _requests(method: str, route: str, status: int) -> Counter:
+    return REQUESTS.labels(method if method in METHODS else "other", route, str(status))
+
+
+@functools.cache
+def _route_series(route: str) -> tuple[Histogram, Counter, Counter]:
+    return LATENCY.labels(route), RECEIVED.labels(route), SENT.labels(route)
+
+
 def observe(request: web.Request, status: int, seconds: float) -> None:
     route = route_of(request)
-    REQUESTS.labels(request.method, route, str(status)).inc()
-    LATENCY.labels(route).observe(seconds)
+    _requests(request.method, route, status).inc()
+    _route_series(route)[0].observe(seconds)
 
 
 def received(request: web.BaseRequest) -> int:
@@ -58,9 +76,10 @@ def sent(request: web.BaseRequest, response: web.StreamResponse) -> int:
 
 def count_bytes(request: web.BaseRequest, response: web.StreamResponse) -> None:
     """Count the bytes of an answered request (once it is sent)."""
-    route = route_of(request)
-    RECEIVED.labels(route).inc(received(request))
-    SENT.labels(route).inc(sent(request, response))
+    _, received_bytes, sent_bytes = _route_series(route_of(request))
+    if n := received(request):
+        received_bytes.inc(n)
+    sent_bytes.inc(sent(request, response))
 
 
 FIELDS = "fields"  # the `extra` key of a log record's structured fields

@@ -134,6 +134,11 @@ class Database(Protocol):
     async def snapshot(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one read-only transaction: a consistent view of a long read."""
 
+    def change_counter(self) -> int | None:
+        """A number that differs after every commit, by any connection of any process, read
+        at once without a query; None where the engine has no such number (then the
+        MetaStore caches nothing)."""
+
     async def close(self) -> None: ...
 
 

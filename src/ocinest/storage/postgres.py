@@ -173,6 +173,9 @@ class PostgresDatabase:
     async def snapshot(self, fn: Callable[[Connection], T]) -> T:
         return await self._call(lambda conn: fn(_Connection(conn)), "REPEATABLE READ, READ ONLY")
 
+    def change_counter(self) -> None:
+        return None  # a commit elsewhere is known only by asking the server
+
     async def close(self) -> None:
         self._threads.shutdown(wait=True)
         self._pool.close()

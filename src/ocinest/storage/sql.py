@@ -32,6 +32,7 @@ from ocinest.storage.errors import (
     ReferenceProblem,
     ReferencesInvalid,
 )
+from ocinest.storage.manifest_cache import ManifestCache
 from ocinest.storage.meta import (
     ManifestNode,
     MoveHook,
@@ -156,6 +157,7 @@ def _closure(
 class SQLMetaStore(GCQueries):
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._manifests = ManifestCache()
 
     async def close(self) -> None:
         await self._db.close()
@@ -240,6 +242,11 @@ class SQLMetaStore(GCQueries):
     # Manifests and tags
 
     async def get_manifest(self, repository: str, reference: str) -> StoredManifest | None:
+        version = self._db.change_counter()  # before the query: see manifest_cache.py
+        if version is not None:
+            hit = self._manifests.get(version, repository, reference)
+            if hit is not None:
+                return hit
         if Digest.looks_like(reference):
             # Its own manifest, or one reachable through its nested descriptors.
             sql = (
@@ -269,7 +276,12 @@ class SQLMetaStore(GCQueries):
             )
             params = (repository, reference)
         row = await self._db.read(lambda c: c.execute(sql, params).fetchone())
-        return None if row is None else StoredManifest(row[0], row[1], row[2], bytes(row[3]))
+        if row is None:
+            return None
+        stored = StoredManifest(row[0], row[1], row[2], bytes(row[3]))
+        if version is not None:
+            self._manifests.put(version, repository, reference, stored)
+        return stored
 
     async def reached_through(self, repository: str, digest: str, kind: str) -> list[str]:
         # Reached itself, or a referrer (a manifest whose subject is reached) or a blob of one.

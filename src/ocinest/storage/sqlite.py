@@ -88,6 +88,12 @@ class SQLiteDatabase:
     async def read(self, fn: Callable[[Connection], T]) -> T:
         return fn(self._reader)
 
+    def change_counter(self) -> int:
+        # The reader never writes, so its data_version moves with every commit: this
+        # process's writer's and any other process's (read from the WAL index, ~1.5 µs).
+        version: int = self._reader.execute("PRAGMA data_version").fetchone()[0]
+        return version
+
     async def write(self, fn: Callable[[Connection], T], durable: bool = True) -> T:
         loop = asyncio.get_running_loop()
         write = _Write(fn, durable, loop, loop.create_future())
