@@ -41,7 +41,7 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 # above, the routes, the statuses), and prometheus_client's `labels()` costs a lock a call.
 @functools.cache
 def _requests(method: str, route: str, status: int) -> Counter:
-    return REQUESTS.labels(method if method in METHODS else "other", route, str(status))
+    return REQUESTS.labels(method, route, str(status))
 
 
 @functools.cache
@@ -51,7 +51,8 @@ def _route_series(route: str) -> tuple[Histogram, Counter, Counter]:
 
 def observe(request: web.Request, status: int, seconds: float) -> None:
     route = route_of(request)
-    _requests(request.method, route, status).inc()
+    method = request.method if request.method in METHODS else "other"
+    _requests(method, route, status).inc()
     _route_series(route)[0].observe(seconds)
 
 

@@ -136,8 +136,8 @@ class Database(Protocol):
 
     def change_counter(self) -> int | None:
         """A number that differs after every commit, by any connection of any process, read
-        at once without a query; None where the engine has no such number (then the
-        MetaStore caches nothing)."""
+        without touching a table; None where the engine has no such number short of a round
+        trip to its server (then the MetaStore caches nothing)."""
 
     async def close(self) -> None: ...
 
