@@ -42,15 +42,18 @@ class ManifestCache:
     def put(self, version: int, repository: str, reference: str, stored: StoredManifest) -> None:
         """Keep what a query read after `version` was read (newer data, stamped older, is only
         ever dropped too early)."""
-        cost = len(stored.content) + ENTRY_OVERHEAD
-        if version != self._version or cost > self.budget // 8:
+        if version != self._version or _cost(stored) > self.budget // 8:
             return
         key = (repository, reference)
         old = self._entries.pop(key, None)
         if old is not None:
-            self._bytes -= len(old.content) + ENTRY_OVERHEAD
+            self._bytes -= _cost(old)
         self._entries[key] = stored
-        self._bytes += cost
+        self._bytes += _cost(stored)
         while self._bytes > self.budget:
             _, evicted = self._entries.popitem(last=False)
-            self._bytes -= len(evicted.content) + ENTRY_OVERHEAD
+            self._bytes -= _cost(evicted)
+
+
+def _cost(stored: StoredManifest) -> int:
+    return len(stored.content) + ENTRY_OVERHEAD
